@@ -1,0 +1,1 @@
+"""faasbus component (filled in by its issue)."""

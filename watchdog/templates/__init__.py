@@ -1,0 +1,1 @@
+"""Function templates served by the watchdog python mode."""
