@@ -52,11 +52,14 @@ SCALE_UP_QUEUE = "faasbus-provider"
 class NoReplicaError(BusError):
     """No ready replica of ``namespace.function`` within the wait; ``reason`` says why."""
 
-    def __init__(self, namespace: str, function: str, reason: str) -> None:
+    def __init__(
+        self, namespace: str, function: str, reason: str, *, not_found: bool = False
+    ) -> None:
         super().__init__(f"no ready replica for {function}.{namespace}: {reason}")
         self.namespace = namespace
         self.function = function
         self.reason = reason
+        self.not_found = not_found
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,12 @@ class ScaleUpRequest:
 
 @dataclass(frozen=True)
 class ScaleUpReply:
-    """``ok`` false means the function cannot be started (unknown, or scaling is off)."""
+    """``ok`` false means the function cannot be started; ``found`` false: no such function."""
 
     ok: bool
     error: str = ""
     replicas: int = 0
+    found: bool = True
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -114,6 +118,7 @@ class ScaleUpReply:
             ok=bool(raw.get("ok")),
             error=str(raw.get("error", "")),
             replicas=int(raw.get("replicas", 0)),
+            found=bool(raw.get("found", True)),
         )
 
 
@@ -270,7 +275,9 @@ class EndpointTable:
                     raise NoReplicaError(namespace, function, str(exc)) from exc
                 reply = scale_up.result()
                 if not reply.ok:
-                    raise NoReplicaError(namespace, function, reply.error)
+                    raise NoReplicaError(
+                        namespace, function, reply.error, not_found=not reply.found
+                    )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise NoReplicaError(namespace, function, f"none became ready in {wait_s:g}s")
