@@ -30,6 +30,7 @@ from nats.js.kv import KeyValue
 from faasbus.bus import names
 from faasbus.bus.connection import Bus
 from faasbus.bus.errors import BusError, BusUnavailable
+from faasbus.bus.kvwatch import follow_bucket
 
 __all__ = [
     "SCALE_UP_QUEUE",
@@ -161,7 +162,10 @@ class EndpointTable:
 
     async def __aenter__(self) -> Self:
         kv = await self._bus.js.key_value(names.ENDPOINTS_BUCKET)
-        self._task = asyncio.create_task(self._watch(kv), name="endpoint-table-watch")
+        self._task = asyncio.create_task(
+            follow_bucket(kv, self._apply, self._synced, label=names.ENDPOINTS_BUCKET),
+            name="endpoint-table-watch",
+        )
         with contextlib.suppress(TimeoutError):
             # Initial values arrive quickly; do not block start-up on an empty bucket.
             await asyncio.wait_for(self._synced.wait(), timeout=5.0)
@@ -181,22 +185,6 @@ class EndpointTable:
                 entry.scale_up.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await entry.scale_up
-
-    async def _watch(self, kv: KeyValue) -> None:
-        while True:
-            try:
-                watcher = await kv.watchall()
-                async for entry in watcher:
-                    if entry is None:  # end of the initial values
-                        self._synced.set()
-                        continue
-                    self._apply(entry.key, entry.value, entry.operation)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # A bus outage stops the watch; start it again (it replays current values).
-                log.warning("endpoint_watch_restart", error=str(exc))
-                await asyncio.sleep(0.5)
 
     def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
         namespace, function = names.split_function_key(key)

@@ -65,4 +65,4 @@ async def _no_leaked_tasks() -> AsyncIterator[None]:
     if leaked:
         for task in leaked:
             task.cancel()
-        pytest.fail(f"test leaked asyncio tasks: {[t.get_name() for t in leaked]}")
+        pytest.fail(f"test leaked asyncio tasks: {[(t.get_name(), t.get_coro()) for t in leaked]}")
