@@ -95,6 +95,7 @@ class CallRecord:
     result_headers: dict[str, str] = field(default_factory=dict)
     result_size: int = 0
     cancel_requested: bool = False
+    stream_seq: int = 0  # FAAS_INVOKE sequence, so a queued call can be cancelled by deleting it
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

@@ -93,7 +93,9 @@ async def _ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
     changes = {
         field: getattr(wanted, field)
         for field in _MUTABLE_FIELDS
-        if getattr(wanted, field) is not None and getattr(wanted, field) != getattr(current, field)
+        # 0 and None mean "server default" in a wanted config: nothing to converge to.
+        if getattr(wanted, field) not in (None, 0)
+        and getattr(wanted, field) != getattr(current, field)
     }
     if changes:
         await js.update_stream(replace(current, **changes))

@@ -10,6 +10,7 @@ import re
 
 __all__ = [
     "CALLS_BUCKET",
+    "CANCEL_SUBJECT",
     "DEFAULT_NAMESPACE",
     "DLQ_STREAM",
     "ENDPOINTS_BUCKET",
@@ -33,6 +34,9 @@ FUNCTIONS_BUCKET = "faas_functions"
 ENDPOINTS_BUCKET = "faas_endpoints"
 CALLS_BUCKET = "faas_calls"
 PAYLOADS_BUCKET = "faas_payloads"
+
+# Core NATS (not stored): "cancel this call id" broadcast to every queue worker.
+CANCEL_SUBJECT = "faas.control.cancel"
 
 INVOKE_PREFIX = "faas.invoke"
 DEAD_PREFIX = "faas.dead"
