@@ -21,6 +21,8 @@ __all__ = [
     "ResourceSpec",
     "SecretSpec",
     "WireError",
+    "namespace_of",
+    "valid_name",
 ]
 
 
@@ -173,6 +175,35 @@ class FunctionStatus:
     created_at: str = ""
     usage_cpu: float | None = None
     usage_memory_bytes: float | None = None
+    # faasbus additions (absent from the wire when zero/empty): replica restarts since the
+    # provider started them, and the last reason a replica stopped or could not start.
+    restarts: int = 0
+    last_error: str = ""
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> Self:
+        """Parse a FunctionStatus as the provider sends it (``name`` instead of ``service``)."""
+        if not isinstance(raw, dict):
+            raise WireError("body", "must be a JSON object")
+        body = dict(raw)
+        body.setdefault("service", body.get("name"))
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else None
+
+        def number(key: str) -> float:
+            value = body.get(key, 0)
+            return float(value) if isinstance(value, int | float) else 0.0
+
+        return cls(
+            deployment=FunctionDeployment.from_wire(body),
+            replicas=int(number("replicas")),
+            available_replicas=int(number("availableReplicas")),
+            invocation_count=number("invocationCount"),
+            created_at=str(body.get("createdAt") or ""),
+            usage_cpu=float(usage.get("cpu", 0.0)) if usage else None,
+            usage_memory_bytes=float(usage.get("totalMemoryBytes", 0.0)) if usage else None,
+            restarts=int(number("restarts")),
+            last_error=str(body.get("lastError") or ""),
+        )
 
     def to_wire(self) -> dict[str, Any]:
         body = self.deployment.to_wire()
@@ -189,6 +220,10 @@ class FunctionStatus:
                 "cpu": self.usage_cpu or 0.0,
                 "totalMemoryBytes": self.usage_memory_bytes or 0.0,
             }
+        if self.restarts:
+            body["restarts"] = self.restarts
+        if self.last_error:
+            body["lastError"] = self.last_error
         return body
 
 

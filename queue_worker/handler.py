@@ -10,9 +10,10 @@ The flow of one delivery (``attempt`` = JetStream's delivery count):
    and then: ``Retry`` → ``nak(delay)`` (delayed redelivery; no worker sleeps), ``Done`` or
    ``Dead`` → store the result, write the final record (``Dead`` also publishes to FAAS_DLQ), and
    send the callback.
-5. The callback is delivered before the ack, and the ack is sent the moment it is accepted. If it fails the message is ``nak``-ed with backoff and
-   step 2 resends it later; after ``max_callback_attempts`` the call is dead-lettered with a
-   reference to its stored result, so nothing is lost.
+5. The callback is delivered before the ack, and the ack is sent the moment it is accepted. If
+   it fails the message is ``nak``-ed with backoff and step 2 resends it later; after
+   ``max_callback_attempts`` the call is dead-lettered with a reference to its stored result, so
+   nothing is lost.
 
 Writing the final record before the callback and the ack is what makes a crash at any point safe:
 the function runs at most once per attempt and the callback is sent once per call, except in
