@@ -14,6 +14,7 @@ from faasbus.bus.calls import (
 )
 from faasbus.bus.connection import Bus, BusSettings, connect
 from faasbus.bus.declare import declare_bus, stream_configs
+from faasbus.bus.dlq import DeadLetter, DeadLetters
 from faasbus.bus.endpoints import (
     SCALE_UP_QUEUE,
     SCALE_UP_SUBJECT,
@@ -46,6 +47,8 @@ __all__ = [
     "CallStore",
     "CallbackState",
     "CallbackUrlError",
+    "DeadLetter",
+    "DeadLetters",
     "Endpoint",
     "EndpointTable",
     "Env",

@@ -9,7 +9,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from faasbus.bus import Bus, CallState, CallStore, names
+from faasbus.bus import Bus, CallState, CallStore, DeadLetters, names
 from tests.queue_worker.helpers import enqueue, register_replica, wait_record
 
 
@@ -89,6 +89,19 @@ async def test_always_500_is_dead_lettered_then_redriven(
     assert dead.headers is not None
     assert dead.headers["Faas-Last-Status"] == "500"
     assert dead.headers["Faas-Call-Id"] == call_id
+
+    # Fixed: a redrive runs it again under the same call id and the callback says 200.
+    healthy = True
+    letters = DeadLetters(bus.js, await CallStore.open(bus.js))
+    entries = [e async for e in letters.iterate(function=unique_name)]
+    assert [e.to_wire()["callId"] for e in entries] == [call_id]
+    assert entries[0].to_wire()["kind"] == "invocation"
+    assert await letters.redrive(entries[0]) == call_id
+    await received.wait_for(2)
+    assert received.received[1][0]["X-Function-Status"] == "200"
+    assert received.received[1][1] == b"ok"
+    assert [e async for e in letters.iterate(function=unique_name)] == []
+    record = await wait_record(bus, call_id, lambda r: r.state is CallState.SUCCEEDED)
 
 
 async def test_retry_after_is_honoured(bus, start_worker, servers, unique_name) -> None:
