@@ -18,7 +18,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
-from faasbus.cli import cmd_functions, cmd_local
+from faasbus.cli import cmd_calls, cmd_functions, cmd_local
 from faasbus.cli.cmd_secrets import secret
 from faasbus.cli.context import AppContext
 from faasbus.cli.errors import CliError
@@ -131,3 +131,7 @@ for _command in cmd_functions.COMMANDS:
 for _sub in secret.commands.values():
     global_options(with_env=False, shown=_REMOTE)(_sub)
 cli.add_command(global_options(with_env=False)(secret))
+for _group in cmd_calls.GROUPS:
+    for _sub in _group.commands.values():
+        global_options(with_env=False, shown=_REMOTE)(_sub)
+    cli.add_command(global_options(with_env=False)(_group))

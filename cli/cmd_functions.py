@@ -8,6 +8,7 @@ or table, or JSON with ``--json``; failures raise a :class:`CliError` with one l
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import click
 from faasbus.bus.settings import parse_duration
 from faasbus.cli.build import BuildResult
 from faasbus.cli.client import GatewayClient
+from faasbus.cli.cmd_calls import DURATION, wait_and_print
 from faasbus.cli.context import AppContext, json_option, namespace_option, pass_app
 from faasbus.cli.deploy import DeployResult, build_and_deploy
 from faasbus.cli.errors import CliError, GatewayError, NotFoundError
@@ -215,12 +217,19 @@ def _parse_header(raw: str) -> tuple[str, str]:
 @click.command()
 @click.argument("name")
 @click.option("--async", "is_async", is_flag=True, help="Queue the call; prints its X-Call-Id.")
+@click.option("--wait", is_flag=True, help="With --async: wait for the call, print its result.")
 @click.option("--callback-url", metavar="URL", help="With --async: POST the result here.")
 @click.option("-H", "--header", "headers", multiple=True, metavar="'K: V'", help="Extra header.")
 @click.option("--method", "-m", default="POST", show_default=True, help="HTTP method.")
 @click.option("--path", default="", metavar="PATH", help="Path after the function name.")
 @click.option("--query", "-q", "queries", multiple=True, metavar="K=V", help="Query parameter.")
-@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait (sync).")
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default="60s",
+    show_default=True,
+    help="How long to wait for the response (sync) or the call to finish (--wait).",
+)
 @namespace_option
 @pass_app
 def invoke(
@@ -228,6 +237,7 @@ def invoke(
     *,
     name: str,
     is_async: bool,
+    wait: bool,
     callback_url: str | None,
     headers: tuple[str, ...],
     method: str,
@@ -239,6 +249,9 @@ def invoke(
     """Call a function with the body read from stdin and print its response body."""
     if callback_url and not is_async:
         raise click.UsageError("--callback-url needs --async")
+    if wait and not is_async:
+        raise click.UsageError("--wait needs --async")
+    deadline = time.monotonic() + timeout
     send_headers = dict(_parse_header(raw) for raw in headers)
     if callback_url:
         send_headers["X-Callback-Url"] = callback_url
@@ -269,7 +282,13 @@ def invoke(
     if is_async:
         response.check(202, what=f"queue a call to {name!r}")
         response.body()
-        click.echo(response.headers.get("X-Call-Id", ""))
+        call_id = response.headers.get("X-Call-Id", "")
+        if not wait:
+            click.echo(call_id)
+            return
+        if not call_id:
+            raise GatewayError("the gateway queued the call but sent no X-Call-Id", status=202)
+        wait_and_print(app.client(), call_id, name, deadline)
         return
     if response.status >= 400:
         detail = response.body().decode("utf-8", errors="replace").strip().splitlines()
