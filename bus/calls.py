@@ -143,6 +143,10 @@ class CallStore:
     async def put(self, record: CallRecord) -> None:
         await self._kv.put(record.call_id, record.to_json())
 
+    async def create(self, record: CallRecord) -> None:
+        """Write a new record; ``KeyWrongLastSequenceError`` if the call id already has one."""
+        await self._kv.create(record.call_id, record.to_json())
+
     async def update(
         self, call_id: str, change: Callable[[CallRecord], CallRecord], *, create: CallRecord
     ) -> CallRecord:

@@ -1,0 +1,244 @@
+"""The publisher: one source event → one invocation per mapped function on FAAS_INVOKE.
+
+:meth:`Publisher.hand_off` returns only once JetStream has acked every invocation of the event:
+that is the moment a source may acknowledge it (commit the Kafka offset, delete the SQS message,
+answer a NATS request), because from then on the platform owns the work (ARCHITECTURE.md
+section 2). A failed publish is retried with exponential back-off and jitter for as long as it
+takes — a connector never gives up on the bus. An outage is logged once when it starts, every
+5 s while it lasts and once when publishing works again, however many hand-offs are waiting.
+Retries reuse the invocation's ``Nats-Msg-Id`` (:mod:`faasbus.connectors.sdk.events`), so a
+publish that reached the stream before its ack was lost is dropped as a duplicate, not run twice.
+
+Invocations carry ``X-Topic`` and ``X-Connector`` (``<name>-connector``) plus the source's own
+headers (forwarded to the function), source ``<name>`` and the topic in the envelope. Bodies too
+large for one NATS message go to the object store once per event and are referenced from each
+invocation. After the ack a ``queued`` call record is written (unless a record exists already, or
+``FAASBUS_CONNECTOR_RECORD_CALLS=false``), so ``/system/calls/{id}`` knows the call at once; it is
+written after the publish, not before, so a connector killed in between leaves no record of a
+call that never existed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Self, TypeVar
+
+import nats.js.errors
+import structlog
+
+from faasbus.bus import Bus, CallRecord, CallStore, Invocation, declare_bus, names
+from faasbus.connectors.sdk.events import FunctionRef, SourceEvent, invocation_ids
+from faasbus.connectors.sdk.metrics import UNROUTED, ConnectorMetrics
+from faasbus.connectors.sdk.results import wait_for_result
+from faasbus.connectors.sdk.settings import ConnectorSettings
+from faasbus.connectors.sdk.tasks import TaskSet
+from faasbus.connectors.sdk.topics import TopicMap
+
+__all__ = ["Handoff", "Publisher"]
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+# Room left for headers when deciding whether a body fits in one NATS message (as the gateway).
+_HEADER_ROOM = 16 * 1024
+_PAYLOAD_NAMESPACE = uuid.UUID("0b7e4c52-8f0a-5d3e-a1c4-3e9b2f6d7a80")
+_MAX_FOLLOWERS = 1000
+_LOGGED_BODY = 1024
+
+
+class _Outage:
+    """One log line when publishing starts failing, one every 5 s, one when it recovers."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.logged_at = 0.0
+        self.failures = 0
+
+    def failed(self, what: str, exc: Exception) -> None:
+        now = time.monotonic()
+        self.failures += 1
+        error = f"{type(exc).__name__}: {exc}"
+        if self.since is None:
+            self.since = self.logged_at = now
+            log.warning("bus_publish_failing", what=what, error=error)
+        elif now - self.logged_at >= 5.0:
+            self.logged_at = now
+            log.warning("bus_publish_still_failing", failures=self.failures,
+                        for_s=round(now - self.since, 1), error=error)  # fmt: skip
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            log.info("bus_publish_recovered", failures=self.failures,
+                     outage_s=round(time.monotonic() - self.since, 3))  # fmt: skip
+            self.since = None
+            self.failures = 0
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What one event became: the invocations JetStream acked (none if nothing subscribes)."""
+
+    event: SourceEvent
+    invocations: tuple[Invocation, ...]
+    duplicates: int = 0
+
+    @property
+    def routed(self) -> bool:
+        return bool(self.invocations)
+
+
+class Publisher:
+    """Turns events into acked invocations; an async context manager (owns follower tasks)."""
+
+    def __init__(
+        self,
+        *,
+        connector: str,
+        bus: Bus,
+        topics: TopicMap,
+        calls: CallStore,
+        metrics: ConnectorMetrics,
+        settings: ConnectorSettings,
+    ) -> None:
+        self.connector = connector
+        self.header_value = f"{connector}-connector"
+        self._bus = bus
+        self._topics = topics
+        self._calls = calls
+        self._metrics = metrics
+        self._settings = settings
+        self._followers = TaskSet(f"{connector}-responses", limit=_MAX_FOLLOWERS)
+        self._outage = _Outage()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._followers.close(0)
+
+    def invocations(self, event: SourceEvent, targets: Sequence[FunctionRef]) -> list[Invocation]:
+        """The invocations of ``event`` for ``targets`` (ids derived, not yet published)."""
+        headers = (("X-Topic", event.topic), ("X-Connector", self.header_value), *event.headers)
+        out = []
+        for target in targets:
+            msg_id, call_id = invocation_ids(self.connector, event.event_id, target)
+            out.append(
+                Invocation(
+                    call_id=call_id,
+                    namespace=target.namespace,
+                    function=target.name,
+                    body=event.body,
+                    content_type=event.content_type or self._settings.content_type,
+                    source=self.connector,
+                    topic=event.topic,
+                    msg_id=msg_id,
+                    headers=Invocation.forwardable(headers),
+                )
+            )
+        return out
+
+    async def hand_off(
+        self, event: SourceEvent, *, targets: Sequence[FunctionRef] | None = None
+    ) -> Handoff:
+        """Publish one invocation per target (default: the topic map's functions for the
+        event's topic) and return once JetStream acked all of them. Retries forever; cancel the
+        caller to give up (then the source must not acknowledge the event)."""
+        if targets is None:
+            targets = self._topics.functions_for(event.topic)
+        label = event.topic if targets else UNROUTED
+        self._metrics.events.labels(self.connector, label).inc()
+        if not targets:
+            log.debug("event_unrouted", topic=event.topic)
+            return Handoff(event, ())
+        invocations = self.invocations(event, targets)
+        if len(event.body) > self._bus.max_payload - _HEADER_ROOM:
+            ref = await self._stage_body(event)
+            invocations = [replace(inv, body=b"", payload_ref=ref) for inv in invocations]
+        acks = await asyncio.gather(*(self._publish(inv) for inv in invocations))
+        handoff = Handoff(event, tuple(invocations), duplicates=sum(acks))
+        if self._settings.print_response:
+            for inv in invocations:
+                self._followers.spawn_nowait(self._print_response(inv), name=inv.call_id)
+        return handoff
+
+    async def _publish(self, inv: Invocation) -> bool:
+        """Publish until acked; True when JetStream dropped it as a duplicate."""
+        headers = inv.nats_headers()
+        ack = await self._until_done(
+            f"publish {inv.subject}",
+            lambda: self._bus.js.publish(
+                inv.subject, inv.body, headers=headers, timeout=self._settings.publish_timeout_s
+            ),
+        )
+        self._metrics.invocations.labels(self.connector, f"{inv.function}.{inv.namespace}").inc()
+        if not ack.duplicate and self._settings.record_calls:
+            await self._record_queued(inv, ack.seq)
+        return bool(ack.duplicate)
+
+    async def _record_queued(self, inv: Invocation, seq: int) -> None:
+        record = CallRecord(
+            call_id=inv.call_id, function=inv.function, namespace=inv.namespace,
+            source=self.connector, topic=inv.topic, queued_at=inv.enqueued_at_ns / 1e9,
+            stream_seq=seq,
+        )  # fmt: skip
+        try:
+            await self._calls.create(record)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass  # a worker already picked the call up (its record is newer than ours)
+        except Exception as exc:  # best effort: the worker writes the record when it runs it
+            log.info("call_record_not_written", call_id=inv.call_id, error=str(exc))
+
+    async def _stage_body(self, event: SourceEvent) -> str:
+        ref = "payloads/" + str(
+            uuid.uuid5(_PAYLOAD_NAMESPACE, f"{self.connector}:{event.event_id}")
+        )
+
+        async def put() -> None:
+            store = await self._bus.js.object_store(names.PAYLOADS_BUCKET)
+            await store.put(ref, event.body)
+
+        await self._until_done(f"store {ref}", put)
+        return ref
+
+    async def _until_done(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        delay = self._settings.publish_retry_min_s
+        while True:
+            try:
+                result = await operation()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._metrics.publish_retries.labels(self.connector).inc()
+                self._outage.failed(what, exc)
+                if isinstance(exc, nats.js.errors.NoStreamResponseError):
+                    # The stream is gone (a fresh server, a deleted stream): declare it again.
+                    try:
+                        await declare_bus(self._bus.js, self._bus.settings)
+                    except Exception as declare_exc:
+                        log.debug("declare_bus_failed", error=str(declare_exc))
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+                delay = min(delay * 2, self._settings.publish_retry_max_s)
+            else:
+                self._outage.succeeded()
+                return result
+
+    async def _print_response(self, inv: Invocation) -> None:
+        result = await wait_for_result(
+            self._calls, inv.call_id, timeout_s=self._settings.upstream_timeout_s
+        )
+        fields: dict[str, object] = {"function": inv.function, "namespace": inv.namespace,
+                                     "call_id": inv.call_id, "topic": inv.topic}  # fmt: skip
+        if result is None:
+            log.info("function_response_timeout", **fields)
+            return
+        fields.update(state=result.record.state.value, status=result.record.status_code,
+                      duration_s=result.record.duration_s)  # fmt: skip
+        if self._settings.print_response_body:
+            fields["body"] = result.body[:_LOGGED_BODY].decode(errors="replace")
+        log.info("function_response", **fields)
