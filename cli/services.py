@@ -16,6 +16,9 @@ secret_mount_path           ``<state dir>/secrets`` holding basic-auth-user / -p
 port                        the service's own port (provider: a free loopback port)
 functions_provider_url      gateway only: ``http://127.0.0.1:<provider port>/``
 FAASBUS_UP_TOKEN            marks the processes of this run (see :mod:`procscan`)
+FAASBUS_QUEUE_WORKERS       (read by ``up``) how many queue worker processes to run, default 1
+FAASBUS_NATS_CONNECTOR      (read by ``up``) ``true`` runs the NATS connector (so does setting
+                            FAASBUS_NATS_SUBJECT_PREFIX)
 ==========================  =================================================================
 """
 
@@ -27,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from faasbus.cli.errors import CliError
 from faasbus.cli.procscan import TOKEN_VARIABLE
 
 __all__ = [
@@ -105,6 +109,23 @@ def _set(variable: str) -> Callable[[Mapping[str, str]], bool]:
     return lambda env: bool(env.get(variable, "").strip())
 
 
+def _any_set(*variables: str) -> Callable[[Mapping[str, str]], bool]:
+    """Enabled when any of ``variables`` is set (a boolean one must not say false)."""
+
+    def enabled(env: Mapping[str, str]) -> bool:
+        values = [env.get(v, "").strip().lower() for v in variables]
+        return any(value and value not in ("0", "false", "no", "off") for value in values)
+
+    return enabled
+
+
+def _worker_count(env: Mapping[str, str]) -> int:
+    raw = env.get("FAASBUS_QUEUE_WORKERS", "1").strip() or "1"
+    if not raw.isdigit():
+        raise CliError(f"FAASBUS_QUEUE_WORKERS={raw!r} is not valid: expected a whole number")
+    return int(raw)
+
+
 def service_specs(ctx: ServiceContext) -> list[ServiceSpec]:
     """Every service this ``up`` could run, in start order (stopped in reverse)."""
     common = common_env(ctx)
@@ -124,9 +145,20 @@ def service_specs(ctx: ServiceContext) -> list[ServiceSpec]:
             port=ctx.gateway_port,
             required=True,
         ),
-        # Later issues: each is picked up as soon as its module has a __main__.
-        ServiceSpec("queue-worker", "faasbus.queue_worker", common),
+        # FAASBUS_QUEUE_WORKERS worker processes (default 1) share every function's consumer.
+        *(
+            ServiceSpec(
+                f"queue-worker-{index}" if index else "queue-worker", "faasbus.queue_worker", common
+            )
+            for index in range(_worker_count(ctx.base_env))
+        ),
         ServiceSpec("cron", "faasbus.connectors.cron", common),
+        ServiceSpec(
+            "nats-connector",
+            "faasbus.connectors.nats",
+            common,
+            enabled=_any_set("FAASBUS_NATS_CONNECTOR", "FAASBUS_NATS_SUBJECT_PREFIX"),
+        ),
         # Connectors to external systems run only when configured (REFERENCE.md section 4 names).
         ServiceSpec("kafka", "faasbus.connectors.kafka", common, enabled=_set("broker_hosts")),
         ServiceSpec("sqs", "faasbus.connectors.sqs", common, enabled=_set("queue_url")),
