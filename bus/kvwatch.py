@@ -34,6 +34,7 @@ async def follow_bucket(kv: KeyValue, apply: Apply, synced: asyncio.Event, *, la
                         continue
                     apply(entry.key, entry.value, entry.operation)
             finally:
+                # Fails only when the connection is already closed: close watchers first.
                 with contextlib.suppress(Exception):
                     await watcher.stop()  # type: ignore[no-untyped-call]
         except asyncio.CancelledError:

@@ -1,7 +1,7 @@
 """``create_app``: the one place that wires the gateway's routes and resources.
 
-Route tables, one per family (``/function``, ``/system``, the root); ``/async-function`` joins as
-another table when the async path lands. No application middleware: auth wraps only the handlers
+Route tables, one per family (``/function``, ``/async-function``, ``/system/calls`` and
+``/system/dlq``, ``/system``, the root). No application middleware: auth wraps only the handlers
 that need it, so the function route runs nothing but its handler.
 
 Resources are paired start/stop contexts (``cleanup_ctx``), in order: the bus connection (unless
@@ -20,7 +20,8 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from faasbus.bus import Bus, EndpointTable, connect, declare_bus
+from faasbus.bus import Bus, CallStore, EndpointTable, FunctionCatalog, connect, declare_bus
+from faasbus.gateway.async_path import AsyncPath, AsyncResources, async_routes, calls_routes
 from faasbus.gateway.auth import BasicAuth, Credentials
 from faasbus.gateway.forwarding import SKIP_AUTO_HEADERS
 from faasbus.gateway.metrics import GatewayMetrics
@@ -93,6 +94,13 @@ def create_app(settings: GatewaySettings, *, bus: Bus | None = None) -> web.Appl
     proxy = FunctionProxy(settings, metrics, version)
     system = SystemForwarder(settings, metrics, version)
     health = Health(settings)
+    async_path = AsyncPath(
+        max_async_body_size=settings.max_async_body_size,
+        max_result_bytes=settings.max_result_bytes,
+        allow_link_local_callbacks=settings.allow_link_local_callbacks,
+        provider_url=settings.functions_provider_url,
+        provider_authorization=credentials.header() if credentials else None,
+    )
 
     app = web.Application(client_max_size=settings.max_body_size)
     app[SETTINGS] = settings
@@ -140,8 +148,27 @@ def create_app(settings: GatewaySettings, *, bus: Bus | None = None) -> web.Appl
             await replicas.close()
             await provider.close()
 
-    app.cleanup_ctx.extend([bus_ctx, table_ctx, sessions_ctx])
+    async def async_ctx(app: web.Application) -> AsyncIterator[None]:
+        bus_, session = app[BUS], system.session
+        if session is None:  # sessions_ctx runs first; this would be a wiring mistake
+            raise RuntimeError("the provider session is not open")
+        async with FunctionCatalog(bus_) as catalog:
+            async_path.start(
+                AsyncResources(
+                    bus=bus_, catalog=catalog, calls=await CallStore.open(bus_.js),
+                    session=session,
+                )
+            )  # fmt: skip
+            try:
+                yield
+            finally:
+                async_path.stop()
+
+    app.cleanup_ctx.extend([bus_ctx, table_ctx, sessions_ctx, async_ctx])
     app.router.add_routes(function_routes(proxy))
+    app.router.add_routes(async_routes(async_path))
+    # Before the /system catch-all that forwards everything else to the provider.
+    app.router.add_routes(calls_routes(async_path, auth.guard))
     app.router.add_routes(system_routes(system, auth))
     app.router.add_routes(root_routes(health, metrics, auth))
     log.debug("gateway_app_created", basic_auth=auth.enabled, version=version)

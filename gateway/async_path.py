@@ -76,11 +76,15 @@ class AsyncPath:
         max_result_bytes: int,
         allow_link_local_callbacks: bool,
         provider_url: str,
+        provider_authorization: str | None = None,
     ) -> None:
         self.max_async_body_size = max_async_body_size
         self.max_result_bytes = max_result_bytes
         self.allow_link_local = allow_link_local_callbacks
         self.provider_url = provider_url.rstrip("/")
+        self.provider_headers = (
+            {"Authorization": provider_authorization} if provider_authorization else {}
+        )
         self._resources: AsyncResources | None = None
 
     def start(self, resources: AsyncResources) -> None:
@@ -103,7 +107,10 @@ class AsyncPath:
         # Just deployed and not yet seen by the watch, or a provider that is not ours: ask it.
         url = f"{self.provider_url}/system/function/{function}"
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with self.res.session.get(url, params={"namespace": namespace}) as response:
+            async with self.res.session.get(
+                url, params={"namespace": namespace}, headers=self.provider_headers,
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as response:  # fmt: skip
                 return response.status == 200
         return False
 

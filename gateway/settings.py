@@ -80,6 +80,13 @@ class GatewaySettings:
     upstream_client          FAASBUS_UPSTREAM_CLIENT       pool: the lean keep-alive client for
                                                            replica calls (gateway/upstream.py);
                                                            aiohttp: aiohttp's ClientSession for all
+    max_async_body_size      max_async_body_size           32 MiB: a larger async body answers
+                                                           413; bodies over NATS's max payload
+                                                           go through the object store
+    max_result_bytes         max_result_bytes              1 MiB: how much of a stored result
+                                                           /system/calls/{id}/result shows
+    allow_link_local_        FAASBUS_CALLBACK_ALLOW_       false: accept link-local and
+      callbacks                LINK_LOCAL                  metadata callback URLs
     bus                      FAASBUS_NATS_URL, ...         see :class:`faasbus.bus.BusSettings`
     """
 
@@ -97,6 +104,9 @@ class GatewaySettings:
     health_cache_s: float = 3.0
     shutdown_timeout_s: float = 10.0
     upstream_client: str = "pool"
+    max_async_body_size: int = 32 * _MIB
+    max_result_bytes: int = _MIB
+    allow_link_local_callbacks: bool = False
     bus: BusSettings = field(default_factory=BusSettings)
 
     @classmethod
@@ -129,6 +139,11 @@ class GatewaySettings:
             ),
             upstream_client=env.choice(
                 "FAASBUS_UPSTREAM_CLIENT", defaults.upstream_client, UPSTREAM_CLIENTS
+            ),
+            max_async_body_size=_size(env, "max_async_body_size", defaults.max_async_body_size),
+            max_result_bytes=_size(env, "max_result_bytes", defaults.max_result_bytes),
+            allow_link_local_callbacks=env.flag(
+                "FAASBUS_CALLBACK_ALLOW_LINK_LOCAL", defaults.allow_link_local_callbacks
             ),
             bus=BusSettings.from_env(environ),
         )

@@ -51,10 +51,15 @@ def upstream_client() -> str:
 
 
 @pytest.fixture
-def make_gateway(
+async def make_gateway(
     bus: Bus, aiohttp_server: AiohttpServer, provider: ProviderApp, upstream_client: str
-) -> Callable[..., Awaitable[Gateway]]:
-    """``await make_gateway(**settings_overrides)`` → a gateway on a real socket."""
+) -> AsyncIterator[Callable[..., Awaitable[Gateway]]]:
+    """``await make_gateway(**settings_overrides)`` → a gateway on a real socket.
+
+    The gateways are closed here, before ``bus`` is: their watches must stop while the
+    connection is still open (aiohttp_server would close them only after the bus is gone).
+    """
+    made: list[TestServer] = []
 
     async def make(**overrides: Any) -> Gateway:
         values: dict[str, Any] = {
@@ -68,9 +73,12 @@ def make_gateway(
         values.update(overrides)
         settings = GatewaySettings(**values)
         server = await aiohttp_server(create_app(settings, bus=bus), **runner_options(settings))
+        made.append(server)
         return Gateway(server, settings)
 
-    return make
+    yield make
+    for server in made:
+        await server.close()
 
 
 @pytest.fixture
@@ -135,3 +143,7 @@ async def responder(bus: Bus) -> AsyncIterator[ScaleUpResponder]:
         yield scale_up
     finally:
         await scale_up.stop()
+
+
+# The async path's tests reuse the queue worker's fixtures (worker processes, servers, callbacks).
+from tests.queue_worker.conftest import callbacks, servers, start_worker  # noqa: E402, F401

@@ -83,7 +83,7 @@ class Worker:
 
 
 async def serve(handler: Handler, port: int = 0) -> tuple[web.AppRunner, str]:
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
