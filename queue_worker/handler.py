@@ -245,6 +245,7 @@ class CallHandler:
             callback_url=invocation.callback_url,
             queued_at=(invocation.enqueued_at_ns / 1e9) or time.time(),
         )  # fmt: skip
+
         def filled(record: CallRecord) -> CallRecord:
             # A record written before the message (by the gateway) may lack what it carries.
             if record.callback_url or not invocation.callback_url:
