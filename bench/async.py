@@ -66,6 +66,10 @@ async def serve(app: web.Application, port: int) -> web.AppRunner:
     return runner
 
 
+def progress(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
@@ -161,7 +165,9 @@ async def main() -> None:
                     await asyncio.sleep(0.1)
 
             # 1. accepted/s (no callbacks; the worker drains in the background)
+            progress("measuring accepted/s")
             rate, errors = await accepted_rate(base, args.seconds, 50)
+            progress(f"accepted {rate:.0f}/s; waiting for the backlog to drain")
 
             # wait for the backlog to drain before measuring completion
             for _ in range(600):
@@ -171,6 +177,7 @@ async def main() -> None:
                 await asyncio.sleep(0.1)
 
             # 2. completed/s end to end, with callbacks
+            progress("measuring completed/s")
             callbacks.clear()
             sent: dict[str, float] = {}
             conn = aiohttp.TCPConnector(limit=50)
@@ -188,14 +195,24 @@ async def main() -> None:
                         headers = {"X-Callback-Url": callback_url, "X-Call-Id": call_id}
                         async with s.post(base, data=b"x", headers=headers) as r:
                             await r.read()
+                            if r.status != 202:
+                                refused[r.status] = refused.get(r.status, 0) + 1
 
+                refused: dict[int, int] = {}
                 await asyncio.gather(*(sender() for _ in range(50)))
+                if refused:
+                    progress(f"not accepted: {refused}")
                 while len(callbacks) < args.completed:
                     arrived.clear()
-                    await asyncio.wait_for(arrived.wait(), 60)
+                    try:
+                        await asyncio.wait_for(arrived.wait(), 60)
+                    except TimeoutError:
+                        progress(f"only {len(callbacks)} of {args.completed} callbacks arrived")
+                        raise
                 completed_rate = args.completed / (time.monotonic() - started)
 
                 # 3. latency at a steady rate
+                progress(f"completed {completed_rate:.0f}/s; measuring latency")
                 callbacks.clear()
                 sent.clear()
                 total = int(args.rate * args.seconds * 2)

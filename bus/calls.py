@@ -14,6 +14,7 @@ running the function again, and ``GET /system/calls/{id}/result`` can show it (u
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -25,16 +26,22 @@ from typing import Any, Self
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 
 from faasbus.bus import names
 
 __all__ = [
+    "INLINE_RESULT_BYTES",
     "CallRecord",
     "CallState",
     "CallStore",
     "CallbackState",
     "is_valid_call_id",
 ]
+
+# Results up to this size travel inside the call record (one KV write instead of an object store
+# put of several messages); larger ones go to faas_payloads.
+INLINE_RESULT_BYTES = 16 * 1024
 
 _CALL_ID = re.compile(r"^[A-Za-z0-9_=-]{1,128}$")
 
@@ -96,6 +103,7 @@ class CallRecord:
     result_size: int = 0
     cancel_requested: bool = False
     stream_seq: int = 0  # FAAS_INVOKE sequence, so a queued call can be cancelled by deleting it
+    result_b64: str = ""  # a small result kept in the record itself (see CallStore.put_result)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -111,6 +119,7 @@ class CallRecord:
     def to_wire(self) -> dict[str, Any]:
         """The JSON ``GET /system/calls/{id}`` answers."""
         body = asdict(self)
+        body.pop("result_b64")
         body["state"] = self.state.value
         body["callback_state"] = self.callback_state.value
         return body
@@ -122,16 +131,22 @@ class CallStore:
     def __init__(self, js: JetStreamContext, kv: KeyValue) -> None:
         self._js = js
         self._kv = kv
+        self._objects: ObjectStore | None = None
+
+    async def _object_store(self) -> ObjectStore:
+        if self._objects is None:
+            self._objects = await self._js.object_store(names.PAYLOADS_BUCKET)
+        return self._objects
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> Self:
         return cls(js, await js.key_value(names.CALLS_BUCKET))
 
     async def get(self, call_id: str) -> CallRecord | None:
-        entry = await self._entry(call_id)
+        entry = await self.entry(call_id)
         return None if entry is None else entry[0]
 
-    async def _entry(self, call_id: str) -> tuple[CallRecord, int] | None:
+    async def entry(self, call_id: str) -> tuple[CallRecord, int] | None:
         try:
             entry = await self._kv.get(call_id)
         except nats.js.errors.NotFoundError:  # never written, or deleted
@@ -151,29 +166,56 @@ class CallStore:
         self, call_id: str, change: Callable[[CallRecord], CallRecord], *, create: CallRecord
     ) -> CallRecord:
         """Apply ``change`` atomically (compare-and-set on the revision), creating if absent."""
+        return (await self.update_known(call_id, change, create=create))[0]
+
+    async def update_known(
+        self,
+        call_id: str,
+        change: Callable[[CallRecord], CallRecord],
+        *,
+        create: CallRecord,
+        known: tuple[CallRecord, int] | None = None,
+    ) -> tuple[CallRecord, int]:
+        """Like :meth:`update`, starting from ``known`` (the record and revision this writer saw
+        last) to save a read; returns the new record and revision."""
+        current = known
         for _ in range(10):
-            current = await self._entry(call_id)
+            if current is None:
+                current = await self.entry(call_id)
             if current is None:
                 record = change(create)
                 try:
-                    await self._kv.create(call_id, record.to_json())
+                    revision = await self._kv.create(call_id, record.to_json())
                 except nats.js.errors.KeyWrongLastSequenceError:
                     continue
-                return record
+                return record, revision
             record = change(current[0])
             try:
-                await self._kv.update(call_id, record.to_json(), last=current[1])
+                revision = await self._kv.update(call_id, record.to_json(), last=current[1])
             except nats.js.errors.KeyWrongLastSequenceError:
+                current = None  # someone else wrote: read the fresh record and apply again
                 continue
-            return record
+            return record, revision
         raise RuntimeError(f"call record {call_id} kept changing under us")
 
+    @staticmethod
+    def inline(body: bytes) -> str:
+        """The record's ``result_b64`` for ``body``, or "" when it must go to the object store."""
+        return base64.b64encode(body).decode() if len(body) <= INLINE_RESULT_BYTES else ""
+
     async def put_result(self, call_id: str, body: bytes) -> None:
-        store = await self._js.object_store(names.PAYLOADS_BUCKET)
+        store = await self._object_store()
         await store.put(f"results/{call_id}", body)
 
-    async def get_result(self, call_id: str) -> bytes | None:
-        store = await self._js.object_store(names.PAYLOADS_BUCKET)
+    async def get_result(self, call_id: str, record: CallRecord | None = None) -> bytes | None:
+        """The stored result: from the record when it is small, else from the object store."""
+        if record is None:
+            record = await self.get(call_id)
+        if record is not None and record.result_b64:
+            return base64.b64decode(record.result_b64)
+        if record is not None and record.state.final and record.result_size == 0:
+            return b""
+        store = await self._object_store()
         try:
             result = await store.get(f"results/{call_id}")
         except nats.js.errors.ObjectNotFoundError:

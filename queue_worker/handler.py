@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 import structlog
@@ -70,6 +70,8 @@ class CallHandler:
     session: aiohttp.ClientSession
     metrics: WorkerMetrics
     running: dict[str, asyncio.Task[Outcome]]
+    # The record and KV revision each running delivery wrote last: updates skip a read.
+    known: dict[str, tuple[CallRecord, int]] = field(default_factory=dict)
 
     async def handle(self, msg: Msg) -> None:
         try:
@@ -82,16 +84,22 @@ class CallHandler:
         with structlog.contextvars.bound_contextvars(
             call_id=invocation.call_id, function=invocation.function
         ):
-            await self._handle(msg, invocation)
+            try:
+                await self._handle(msg, invocation)
+            finally:
+                self.known.pop(invocation.call_id, None)
 
     async def _handle(self, msg: Msg, invocation: Invocation) -> None:
         attempt = msg.metadata.num_delivered
         policy = RetryPolicy.for_function(
             self.settings, self.catalog.annotations(invocation.namespace, invocation.function)
         )
-        record = await self.calls.get(invocation.call_id)
-        if record is None:
+        entry = await self.calls.entry(invocation.call_id)
+        if entry is None:
             record = await self._record(invocation, lambda r: r)
+        else:
+            record = entry[0]
+            self.known[invocation.call_id] = entry
         if record.state.final:
             await self._finish(msg, invocation, record, policy)
             return
@@ -121,7 +129,9 @@ class CallHandler:
             log.info("call_retry", attempt=attempt, status=outcome.status, delay_s=decision.delay_s)
             await msg.nak(delay=decision.delay_s)
             return
-        await self.calls.put_result(invocation.call_id, outcome.body)
+        inline = self.calls.inline(outcome.body)
+        if not inline and outcome.body:
+            await self.calls.put_result(invocation.call_id, outcome.body)
         state = CallState.DEAD if isinstance(decision, Dead) else (
             CallState.SUCCEEDED if outcome.ok else CallState.FAILED)  # fmt: skip
         if isinstance(decision, Dead):
@@ -131,11 +141,12 @@ class CallHandler:
         record = await self._record(invocation, lambda r: replace(
             r, state=state, status_code=outcome.status, error=outcome.error,
             finished_at=time.time(), duration_s=outcome.duration_s, result_headers=headers,
-            result_size=len(outcome.body), callback_state=_callback_state(r)))  # fmt: skip
+            result_size=len(outcome.body), result_b64=inline,
+            callback_state=_callback_state(r)))  # fmt: skip
         self.metrics.processed.labels(label, str(outcome.status)).inc()
         log.info("call_done", state=state.value, status=outcome.status, attempt=attempt,
                  duration_s=round(outcome.duration_s, 6))  # fmt: skip
-        await self._finish(msg, invocation, record, policy)
+        await self._finish(msg, invocation, record, policy, body=outcome.body)
 
     async def _run(self, msg: Msg, invocation: Invocation) -> Outcome | None:
         body = invocation.body
@@ -175,15 +186,20 @@ class CallHandler:
                 await msg.in_progress()
 
     async def _finish(
-        self, msg: Msg, invocation: Invocation, record: CallRecord, policy: RetryPolicy
-    ) -> None:
-        """Send the callback if one is owed, then ack (or nak to try the callback again)."""
+        self, msg: Msg, invocation: Invocation, record: CallRecord, policy: RetryPolicy,
+        *, body: bytes | None = None,
+    ) -> None:  # fmt: skip
+        """Send the callback if one is owed, then ack (or nak to try the callback again).
+
+        ``body`` is the result when this delivery just produced it; a redelivery reads it back.
+        """
         if record.callback_state not in (CallbackState.PENDING, CallbackState.RETRYING):
             await msg.ack()
             return
-        body = b""
-        if record.state is not CallState.CANCELLED:
-            body = await self.calls.get_result(invocation.call_id) or b""
+        if record.state is CallState.CANCELLED:
+            body = b""
+        elif body is None:
+            body = await self.calls.get_result(invocation.call_id, record) or b""
         extra = {
             "X-Call-Id": invocation.call_id,
             "X-Function-Status": str(record.status_code or 503),
@@ -252,7 +268,11 @@ class CallHandler:
                 return change(record)
             return change(replace(record, callback_url=invocation.callback_url))
 
-        return await self.calls.update(invocation.call_id, filled, create=base)
+        record, revision = await self.calls.update_known(
+            invocation.call_id, filled, create=base, known=self.known.get(invocation.call_id)
+        )
+        self.known[invocation.call_id] = (record, revision)
+        return record
 
     async def _dead_letter(
         self, invocation: Invocation, msg: Msg, *, kind: str, reason: str, status: int,
