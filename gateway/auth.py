@@ -15,9 +15,7 @@ middleware, so the hot path pays nothing for it.
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
-import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Self
 
 from aiohttp import web
 
+from faasbus.bus.basic_auth import basic_auth_matches
 from faasbus.gateway.errors import CredentialsError
 
 __all__ = ["PASSWORD_FILE", "USER_FILE", "BasicAuth", "Credentials", "Handler"]
@@ -75,22 +74,7 @@ class BasicAuth:
         credentials = self._credentials
         if credentials is None:
             return True
-        if not authorization:
-            return False
-        scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() != "basic" or not token.strip():
-            return False
-        try:
-            decoded = base64.b64decode(token.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return False
-        user, sep, password = decoded.partition(b":")
-        if not sep:
-            return False
-        # Both comparisons always run, so timing does not tell which part was wrong.
-        user_ok = hmac.compare_digest(user, credentials.user)
-        password_ok = hmac.compare_digest(password, credentials.password)
-        return user_ok and password_ok
+        return basic_auth_matches(authorization, credentials.user, credentials.password)
 
     def guard(self, handler: Handler) -> Handler:
         """``handler`` itself when auth is off, else a wrapper that checks first."""

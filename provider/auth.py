@@ -10,9 +10,6 @@ in constant time. ``/healthz`` and ``/function/*`` stay open, as in OpenFaaS.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from faasbus.bus import SettingsError
+from faasbus.bus.basic_auth import basic_auth_matches
 
 __all__ = ["Credentials", "basic_auth_middleware"]
 
@@ -46,19 +44,7 @@ class Credentials:
         return cls(user=values[0], password=values[1])
 
     def accepts(self, header: str) -> bool:
-        scheme, _, encoded = header.strip().partition(" ")
-        if scheme.lower() != "basic" or not encoded.strip():
-            return False
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return False
-        user, colon, password = decoded.partition(b":")
-        if not colon:
-            return False
-        user_ok = hmac.compare_digest(user, self.user)
-        password_ok = hmac.compare_digest(password, self.password)
-        return user_ok and password_ok
+        return basic_auth_matches(header, self.user, self.password)
 
 
 def _protected(path: str) -> bool:
