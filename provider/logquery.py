@@ -125,7 +125,10 @@ async def read_logs(
         info = await subscription.consumer_info()
         # Messages may already sit in the client's queue (delivered, so no longer "pending" on
         # the server); the history ends with the message that had nothing pending behind it.
-        history = (info.num_pending or 0) > 0 or subscription.delivered > 0
+        # (the server counts what it already pushed to us in ``delivered.consumer_seq``; checking
+        # only the local counter missed lines pushed between subscribe and this call).
+        pushed = info.delivered.consumer_seq if info.delivered is not None else 0
+        history = (info.num_pending or 0) > 0 or (pushed or 0) > 0 or subscription.delivered > 0
         kept: collections.deque[dict[str, Any]] = collections.deque(maxlen=query.tail)
         while history:
             try:
