@@ -1,0 +1,1 @@
+"""faasbus.connectors.kafka (issue 7)."""

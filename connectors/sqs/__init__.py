@@ -1,0 +1,1 @@
+"""faasbus.connectors.sqs (issue 8)."""
