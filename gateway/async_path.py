@@ -19,6 +19,7 @@ picks it up. Its callback (if any) has an empty body, ``X-Function-Status: 499``
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import time
@@ -167,11 +168,23 @@ class AsyncPath:
                 call_id=call_id, function=function, namespace=namespace,
                 callback_url=callback_url, queued_at=invocation.enqueued_at_ns / 1e9,
             )  # fmt: skip
-            with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
-                await calls.create(record)  # a retried call id keeps its record
-            await bus.js.publish(
-                invocation.subject, invocation.body, headers=invocation.nats_headers()
+
+            async def create_record() -> None:
+                with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+                    await calls.create(record)  # a retried call id keeps its record
+
+            # Both in flight at once: the record's create never overwrites (a worker that was
+            # faster has already written a newer state), and the client waits one round trip.
+            outcomes = await asyncio.gather(
+                create_record(),
+                bus.js.publish(
+                    invocation.subject, invocation.body, headers=invocation.nats_headers()
+                ),
+                return_exceptions=True,
             )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         except (nats.errors.Error, OSError, TimeoutError) as exc:
             log.warning("enqueue_failed", function=function, error=str(exc))
             raise internal_error(503, f"the bus cannot take the call now: {exc}", call_id) from exc
