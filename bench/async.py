@@ -4,7 +4,9 @@ Starts its own nats-server, gateway and queue worker(s) as real processes, an ec
 callback receiver (aiohttp, in this process), registers the function in the bus as the provider
 would, and measures, in one run:
 
-1. accepted/s: POST /async-function/echo at 50 connections for a few seconds (202s per second);
+1. accepted/s: POST /async-function/echo at 50 connections for a few seconds (202s per second),
+   with wrk when it is installed (`apt-get install -y wrk`), else an aiohttp client in this process
+   (which then competes with the gateway for the 2 cores and reads lower);
 2. completed/s: N calls enqueued as fast as possible, until all N callbacks have arrived;
 3. latency: calls sent at a steady 200/s; enqueue → callback received, p50 and p99.
 
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -75,7 +78,25 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
 
 
+def wrk_accepted_rate(url: str, seconds: float, connections: int) -> tuple[float, int]:
+    """wrk from a second process (INFRA.md): the load generator does not share our CPU time."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write('wrk.method = "POST"\nwrk.body = "x"\n')
+    try:
+        out = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "-s", script.name, url],
+            capture_output=True, text=True, check=True, timeout=seconds + 30,
+        ).stdout  # fmt: skip
+    finally:
+        Path(script.name).unlink()
+    rate = float(out.split("Requests/sec:")[1].split()[0])
+    non_2xx = int(out.split("Non-2xx or 3xx responses:")[1].split()[0]) if "Non-2xx" in out else 0
+    return rate, non_2xx
+
+
 async def accepted_rate(url: str, seconds: float, connections: int) -> tuple[float, int]:
+    if shutil.which("wrk"):
+        return await asyncio.to_thread(wrk_accepted_rate, url, seconds, connections)
     deadline = time.monotonic() + seconds
     accepted = 0
     errors = 0
@@ -110,8 +131,12 @@ async def main() -> None:
     async def echo(request: web.Request) -> web.Response:
         return web.Response(body=await request.read())
 
+    retried = 0
+
     async def receive(request: web.Request) -> web.Response:
+        nonlocal retried
         callbacks[request.headers["X-Call-Id"]] = time.monotonic()
+        retried += request.headers.get("X-Retry", "0") != "0"
         arrived.set()
         return web.Response(status=202)
 
@@ -140,6 +165,14 @@ async def main() -> None:
         endpoint = Endpoint(names.DEFAULT_NAMESPACE, FUNCTION, f"{FUNCTION}-1",
                             f"http://127.0.0.1:{replica_port}", ready=True)  # fmt: skip
         await put_endpoint(endpoints, endpoint)
+
+        async def refresh() -> None:
+            # What the provider does for a live replica: an endpoint not refreshed expires.
+            while True:
+                await asyncio.sleep(settings.endpoint_ttl_s / 3)
+                await put_endpoint(endpoints, endpoint)
+
+        refresher = asyncio.create_task(refresh(), name="refresh-endpoint")
         env = {
             "FAASBUS_NATS_URL": server.url,
             "FAASBUS_LOG_LEVEL": "warning",
@@ -147,7 +180,11 @@ async def main() -> None:
             "functions_provider_url": "http://127.0.0.1:9",
         }
         gateway = start("faasbus.gateway", env)
-        workers = [start("faasbus.queue_worker", {**env, "max_inflight": "200"})
+        # Short retry waits: a replica that hiccups under this load must not turn into a
+        # 60-second exponential backoff inside a latency measurement.
+        worker_env = {**env, "max_inflight": "200", "initial_retry_wait": "100ms",
+                      "max_retry_wait": "1s"}  # fmt: skip
+        workers = [start("faasbus.queue_worker", worker_env)
                    for _ in range(args.workers)]  # fmt: skip
         processes = [gateway, *workers]
         try:
@@ -232,7 +269,11 @@ async def main() -> None:
                 await asyncio.gather(*pending)
                 while len(callbacks) < total:
                     arrived.clear()
-                    await asyncio.wait_for(arrived.wait(), 60)
+                    try:
+                        await asyncio.wait_for(arrived.wait(), 60)
+                    except TimeoutError:
+                        progress(f"only {len(callbacks)} of {total} callbacks arrived")
+                        raise
                 latencies = [(callbacks[c] - sent[c]) * 1000 for c in sent]
 
             print()
@@ -241,6 +282,7 @@ async def main() -> None:
             print(f"{'accepted calls/s at 50 connections':<44}{rate:>12.0f}"
                   + (f"  ({errors} non-202)" if errors else ""))  # fmt: skip
             print(f"{'completed calls/s with callbacks':<44}{completed_rate:>12.0f}")
+            print(f"{'calls that needed a retry (all phases)':<44}{retried:>12}")
             print(f"{f'latency p50 at {args.rate:.0f}/s (ms)':<44}"
                   f"{statistics.median(latencies):>12.1f}")  # fmt: skip
             print(f"{f'latency p99 at {args.rate:.0f}/s (ms)':<44}"
@@ -254,6 +296,7 @@ async def main() -> None:
                     process.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     process.kill()
+            refresher.cancel()
             await bus.close()
             for runner in runners:
                 await runner.cleanup()
