@@ -5,6 +5,7 @@ None of them needs a running gateway; ``build`` and ``up`` use the state directo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -103,6 +104,21 @@ def build(app: AppContext, stack_file: Path, name_filter: str | None) -> None:
     help="Embedded nats-server port [default: 4222, or a free one if taken].",
 )
 @click.option(
+    "--kafka-brokers",
+    metavar="HOSTS",
+    help="Run the Kafka connector against these brokers (sets broker_hosts).",
+)
+@click.option(
+    "--sqs-queue-url",
+    metavar="URLS",
+    help="Run the SQS connector for these queue URLs, comma-separated (sets queue_url).",
+)
+@click.option(
+    "--sqs-endpoint-url",
+    metavar="URL",
+    help="An SQS-compatible endpoint for the SQS connector (sets AWS_ENDPOINT_URL_SQS).",
+)
+@click.option(
     "--stop-timeout",
     default=30.0,
     show_default=True,
@@ -118,6 +134,9 @@ def up(
     port: int,
     nats_url: str | None,
     nats_port: int | None,
+    kafka_brokers: str | None,
+    sqs_queue_url: str | None,
+    sqs_endpoint_url: str | None,
     stop_timeout: float,
 ) -> None:
     """Run nats-server, provider and gateway (and later workers, connectors) until Ctrl-C."""
@@ -134,6 +153,14 @@ def up(
         stack_file=None if no_deploy else stack_file,
         stop_timeout_s=stop_timeout,
     )
+    # The connectors read OpenFaaS's names from their environment, which they inherit from ours.
+    for variable, value in (
+        ("broker_hosts", kafka_brokers),
+        ("queue_url", sqs_queue_url),
+        ("AWS_ENDPOINT_URL_SQS", sqs_endpoint_url),
+    ):
+        if value:
+            os.environ[variable] = value
     configure_logging("up")
     run_up(settings)
 

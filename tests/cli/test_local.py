@@ -249,3 +249,17 @@ def test_sweep_finds_marked_processes_and_replicas_only(tmp_path: Path) -> None:
         for process in started.values():
             process.kill()
             process.wait(timeout=10)
+
+
+def test_workers_and_configured_connectors_are_started(tmp_path: Path) -> None:
+    context = _context(
+        tmp_path, FAASBUS_QUEUE_WORKERS="2", queue_url="http://127.0.0.1:9/1/q",
+        FAASBUS_NATS_CONNECTOR="true",
+    )  # fmt: skip
+    run, missing = runnable_specs(context)
+    names = [spec.name for spec in run]
+    assert missing == []
+    assert names[:2] == ["provider", "gateway"]
+    assert names.count("queue-worker") + names.count("queue-worker-1") == 2
+    assert {"cron", "sqs", "nats-connector"} <= set(names)
+    assert "kafka" not in names  # broker_hosts not set
