@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aioboto3  # type: ignore[import-untyped]
+import aioboto3
 
 from faasbus.bus import (
     Bus,

@@ -1,0 +1,312 @@
+"""The Kafka connector against a real Kafka-protocol broker (tansu, started here): the shared
+contract, exactly-once runs over partitions, crash and group behaviour, runtime subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from faasbus.bus import (
+    BusSettings,
+    Invocation,
+    NatsServer,
+    NatsServerOptions,
+    SettingsError,
+    connect,
+    declare_bus,
+    names,
+)
+from faasbus.connectors.kafka import KafkaSettings, record_event
+from tests.connectors.conftest import StartConnector
+from tests.connectors.contract import ConnectorContract
+from tests.connectors.helpers import Call, Functions
+from tests.connectors.kafka_helpers import Tansu, committed, create_topic, produce
+from tests.queue_worker.helpers import Worker
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def kafka() -> Iterator[Tansu]:
+    broker = Tansu().start()
+    yield broker
+    broker.stop()
+
+
+@dataclass
+class KafkaDriver:
+    """Produces to Kafka topics on the module's tansu; one consumer group per test."""
+
+    brokers: str
+    group: str
+    connector: str = "kafka"
+    redelivers: bool = True
+    not_redelivering_reason: str = ""
+
+    def topic(self, unique: str) -> str:
+        # Created now (the contract asks synchronously), as an operator creates topics first.
+        name = f"t-{unique}"
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, create_topic(self.brokers, name)).result(timeout=30)
+        return name
+
+    def env(self) -> dict[str, str]:
+        return {
+            "broker_hosts": self.brokers, "group": self.group,
+            "FAASBUS_KAFKA_SESSION_TIMEOUT": "6s", "FAASBUS_KAFKA_METADATA_MAX_AGE": "1s",
+        }  # fmt: skip
+
+    async def emit(self, topic: str, bodies: Sequence[bytes]) -> None:
+        await produce(self.brokers, topic, [(None, body, ()) for body in bodies])
+
+    def expected_headers(self, topic: str) -> dict[str, str]:
+        return {"X-Kafka-Topic": topic}
+
+
+class TestKafkaContract(ConnectorContract):
+    @pytest.fixture
+    def driver(self, kafka: Tansu, unique_name: str) -> KafkaDriver:
+        return KafkaDriver(kafka.brokers, group=f"g-{unique_name}")
+
+
+def _keys(calls: Sequence[Call]) -> Counter[str]:
+    return Counter(call.headers["X-Kafka-Key"] for call in calls)
+
+
+def _call_ids_per_key(calls: Sequence[Call]) -> Counter[str]:
+    """Distinct call ids per key (a worker's own retry of one call keeps its id)."""
+    return Counter(
+        key for key, _ in {(c.headers["X-Kafka-Key"], c.headers["X-Call-Id"]) for c in calls}
+    )
+
+
+def _records(
+    prefix: str, count: int
+) -> list[tuple[bytes | None, bytes, tuple[tuple[str, bytes], ...]]]:
+    return [(f"{prefix}-{i}".encode(), f"body-{i}".encode(), ()) for i in range(count)]
+
+
+@pytest.mark.usefixtures("worker")
+async def test_5000_records_over_4_partitions_each_run_exactly_once(
+    kafka: Tansu, functions: Functions, start_connector: StartConnector, unique_name: str
+) -> None:
+    topic, count = f"t-{unique_name}", 5000
+    await create_topic(kafka.brokers, topic, partitions=4)
+    await functions.deploy(unique_name, topic=topic)
+    await start_connector("kafka", broker_hosts=kafka.brokers, group=f"g-{unique_name}",
+                          FAASBUS_KAFKA_PARTITION_WINDOW="16")  # fmt: skip
+    await produce(kafka.brokers, topic, _records("k", count))
+    await functions.wait_calls(unique_name, count, timeout=100)
+    await asyncio.sleep(1.0)  # a duplicate would have run by now
+    calls = functions.of(unique_name)
+    keys = _keys(calls)
+    assert len(keys) == count, "records were lost"
+    assert set(keys.values()) == {1}, "a record ran twice"
+    assert {c.headers["X-Kafka-Partition"] for c in calls} == {"0", "1", "2", "3"}
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_connector_killed_mid_stream_and_restarted_loses_and_repeats_nothing(
+    kafka: Tansu, functions: Functions, start_connector: StartConnector, unique_name: str
+) -> None:
+    topic, count = f"t-{unique_name}", 2000
+    env = {"broker_hosts": kafka.brokers, "group": f"g-{unique_name}",
+           "FAASBUS_KAFKA_SESSION_TIMEOUT": "6s"}  # fmt: skip
+    await create_topic(kafka.brokers, topic, partitions=4)
+    await functions.deploy(unique_name, topic=topic)
+    await produce(kafka.brokers, topic, _records("k", count))
+    first = await start_connector("kafka", **env)
+    await functions.wait_calls(unique_name, 200, timeout=60)
+    await first.kill()
+    assert len(functions.of(unique_name)) < count, "the stream ended before the kill"
+    await start_connector("kafka", **env)
+    await functions.wait_calls(unique_name, count, timeout=90)
+    await asyncio.sleep(1.0)
+    calls = functions.of(unique_name)
+    assert set(_keys(calls)) == {f"k-{i}" for i in range(count)}, "records were lost"
+    assert set(_call_ids_per_key(calls).values()) == {1}, "a record ran twice"
+
+
+@pytest.mark.usefixtures("worker")
+async def test_two_connectors_share_a_group_and_one_survives_the_others_death(
+    kafka: Tansu, functions: Functions, start_connector: StartConnector, unique_name: str
+) -> None:
+    topic = f"t-{unique_name}"
+    env = {"broker_hosts": kafka.brokers, "group": f"g-{unique_name}",
+           "FAASBUS_KAFKA_SESSION_TIMEOUT": "6s"}  # fmt: skip
+    await create_topic(kafka.brokers, topic, partitions=4)
+    await functions.deploy(unique_name, topic=topic)
+    first = await start_connector("kafka", **env)
+    second = await start_connector("kafka", **env)
+
+    def owned(connector_log: list[dict[str, object]]) -> set[str]:
+        latest = connector_log[-1]["partitions"] if connector_log else []
+        return set(latest)  # type: ignore[call-overload]
+
+    # Both members get a share of the four partitions.
+    for _ in range(300):
+        a = owned(first.events("kafka_partitions_assigned"))
+        b = owned(second.events("kafka_partitions_assigned"))
+        if a and b and not a & b and len(a | b) == 4:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the group never split the partitions: {a} / {b}")
+    await produce(kafka.brokers, topic, _records("a", 400))
+    await functions.wait_calls(unique_name, 400, timeout=60)
+
+    # One dies (kill -9): after the session timeout the other takes every partition.
+    await first.kill()
+    await produce(kafka.brokers, topic, _records("b", 400))
+    await functions.wait_calls(unique_name, 800, timeout=60)
+    await asyncio.sleep(1.0)
+    calls = functions.of(unique_name)
+    assert len(_keys(calls)) == 800
+    assert set(_call_ids_per_key(calls).values()) == {1}
+    assert len(owned(second.events("kafka_partitions_assigned"))) == 4
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_topic_added_to_a_function_at_runtime_starts_flowing(
+    kafka: Tansu, functions: Functions, start_connector: StartConnector, unique_name: str
+) -> None:
+    old, new = f"t-{unique_name}-old", f"t-{unique_name}-new"
+    await create_topic(kafka.brokers, old)
+    await create_topic(kafka.brokers, new)
+    await functions.deploy(unique_name, topic=old)
+    connector = await start_connector("kafka", broker_hosts=kafka.brokers, group=f"g-{unique_name}")
+    await produce(kafka.brokers, new, [(b"early", b"before the subscription", ())])
+    await functions.deploy(unique_name, topic=f"{old}, {new}")
+    await connector.wait_event("kafka_subscribed")
+    for _ in range(200):
+        if any(new in entry["topics"] for entry in connector.events("kafka_subscribed")):
+            break
+        await asyncio.sleep(0.05)
+    await produce(kafka.brokers, new, [(b"late", b"after", ())])
+    calls = await functions.wait_calls(unique_name, 2, timeout=60)
+    # initial_offset=oldest: the new topic is read from its start.
+    assert sorted(c.headers["X-Kafka-Key"] for c in calls) == ["early", "late"]
+    assert {c.headers["X-Topic"] for c in calls} == {new}
+
+
+async def test_headers_keys_and_content_type_reach_the_function(
+    kafka: Tansu, functions: Functions, worker: Worker, start_connector: StartConnector,
+    unique_name: str,
+) -> None:  # fmt: skip
+    topic = f"t-{unique_name}"
+    await create_topic(kafka.brokers, topic)
+    await functions.deploy(unique_name, topic=topic)
+    connector = await start_connector("kafka", broker_hosts=kafka.brokers, group=f"g-{unique_name}")
+    await produce(kafka.brokers, topic, [
+        (b"order-1", b'{"id": 1}', (("content-type", b"application/json"), ("tenant", b"acme"))),
+        (b"\x00\xff", b"binary key", (("raw", b"\x01\x02"),)),
+    ])  # fmt: skip
+    calls = await functions.wait_calls(unique_name, 2)
+    by_body = {c.body: c for c in calls}
+    text = by_body[b'{"id": 1}'].headers
+    assert text["Content-Type"] == "application/json"
+    assert text["X-Kafka-Key"] == "order-1"
+    assert "X-Kafka-Key-Enc" not in text
+    assert text["X-Kafka-Tenant"] == "acme"
+    assert (text["X-Kafka-Topic"], text["X-Kafka-Partition"], text["X-Kafka-Offset"]) == (
+        topic,
+        "0",
+        "0",
+    )
+    binary = by_body[b"binary key"].headers
+    assert binary["X-Kafka-Key"] == base64.b64encode(b"\x00\xff").decode()
+    assert binary["X-Kafka-Key-Enc"] == "b64"
+    assert binary["X-Kafka-Raw"] == base64.b64encode(b"\x01\x02").decode()
+    assert binary["X-Kafka-Offset"] == "1"
+    assert binary["Content-Type"] == "text/plain"
+    # SIGTERM: a clean exit, with the offset after the last handed-off record committed.
+    assert await connector.terminate() == 0
+    assert await committed(kafka.brokers, f"g-{unique_name}", topic, 0) == 2
+
+
+@pytest.mark.parametrize("window", ["1", "16"])
+async def test_invocations_of_a_partition_reach_the_bus_in_offset_order(
+    kafka: Tansu, start_connector: StartConnector, unique_name: str, tmp_path: Path, window: str
+) -> None:
+    # Its own bus and no worker: FAAS_INVOKE keeps the invocations in the order they arrived.
+    server = NatsServer(NatsServerOptions(store_dir=tmp_path / "bus")).start()
+    try:
+        settings = BusSettings(nats_url=server.url, connect_wait_s=10)
+        async with await connect(settings, name="order-test") as bus:
+            await declare_bus(bus.js, settings)
+            topic, count = f"t-{unique_name}", 400
+            await create_topic(kafka.brokers, topic, partitions=2)
+            functions = await bus.js.key_value(names.FUNCTIONS_BUCKET)
+            record = {"service": unique_name, "namespace": names.DEFAULT_NAMESPACE,
+                      "annotations": {"topic": topic}}  # fmt: skip
+            key = names.function_key(names.DEFAULT_NAMESPACE, unique_name)
+            await functions.put(key, json.dumps(record).encode())
+            await produce(kafka.brokers, topic, _records("k", count))
+            await start_connector("kafka", url=server.url, broker_hosts=kafka.brokers,
+                                  group=f"g-{unique_name}",
+                                  FAASBUS_KAFKA_PARTITION_WINDOW=window)  # fmt: skip
+            subject = names.invoke_subject(names.DEFAULT_NAMESPACE, unique_name)
+            sub = await bus.js.pull_subscribe(subject, durable=f"order-{unique_name}")
+            seen: list[Invocation] = []
+            while len(seen) < count:
+                for msg in await sub.fetch(100, timeout=30):
+                    seen.append(Invocation.from_message(msg.headers, msg.data))
+                    await msg.ack()
+    finally:
+        server.stop()
+    offsets: dict[str, list[int]] = {}
+    for inv in seen:
+        found = dict(inv.headers)
+        offsets.setdefault(found["X-Kafka-Partition"], []).append(int(found["X-Kafka-Offset"]))
+    assert sorted(offsets) == ["0", "1"]
+    for partition in offsets.values():
+        assert partition == list(range(len(partition))), "out of offset order"
+    assert sum(map(len, offsets.values())) == count
+
+
+def test_record_ids_come_from_topic_partition_and_offset() -> None:
+    one = record_event("orders", 3, 42, key=None, value=None, headers=[])
+    assert one.event_id == "orders/3/42"
+    assert one.body == b""
+    assert record_event("orders", 3, 42, key=b"k", value=b"v", headers=[]).event_id == one.event_id
+    assert ("X-Kafka-Key", "k") not in one.headers
+
+
+def test_settings_use_the_pro_names_and_name_a_bad_value(tmp_path: Path) -> None:
+    settings = KafkaSettings.from_env({"broker_hosts": "a:9092, b:9092", "topics": "x,y"})
+    assert settings.broker_hosts == ("a:9092", "b:9092")
+    assert settings.group == "faas-group-1"
+    assert settings.initial_offset == "oldest"
+    assert settings.security_protocol == "PLAINTEXT"
+    with pytest.raises(SettingsError, match="broker_hosts"):
+        KafkaSettings.from_env({})
+    with pytest.raises(SettingsError, match="initial_offset"):
+        KafkaSettings.from_env({"broker_hosts": "a:1", "initial_offset": "middle"})
+    with pytest.raises(SettingsError, match="topics"):
+        KafkaSettings.from_env({"broker_hosts": "a:1", "topics": "a b"})
+    with pytest.raises(SettingsError, match="sasl_username_file"):
+        KafkaSettings.from_env({"broker_hosts": "a:1", "sasl_mechanism": "plain"})
+    with pytest.raises(SettingsError, match="ca_file"):
+        KafkaSettings.from_env({"broker_hosts": "a:1", "ca_file": "/nonexistent/ca.pem"})
+    (tmp_path / "user").write_text("alice\n")
+    (tmp_path / "pass").write_text("s3cret\n")
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    secure = KafkaSettings.from_env({
+        "broker_hosts": "a:1", "sasl_mechanism": "scram-sha-512",
+        "sasl_username_file": str(tmp_path / "user"), "sasl_password_file": str(tmp_path / "pass"),
+        "ca_file": str(tmp_path / "ca.pem"), "initial_offset": "newest", "max_bytes": "65536",
+    })  # fmt: skip
+    assert (secure.sasl_mechanism, secure.sasl_username, secure.sasl_password) == (
+        "SCRAM-SHA-512", "alice", "s3cret",
+    )  # fmt: skip
+    assert secure.security_protocol == "SASL_SSL"
+    assert (secure.initial_offset, secure.max_bytes) == ("newest", 65536)
+    assert "s3cret" not in repr(secure)
