@@ -44,11 +44,23 @@ __all__ = [
 
 
 def module_runnable(module: str) -> bool:
-    """True when ``python -m module`` would run: the package has a ``__main__``."""
+    """True when ``python -m module`` would run: the package has a ``__main__``.
+
+    Looked up on disk below the component's folder rather than with ``find_spec`` on the module
+    itself, which would import its parent packages (``faasbus.connectors.kafka`` imports aiokafka):
+    the supervisor stays small (bench/up_memory.py).
+    """
+    parts = module.split(".")
     try:
-        return importlib.util.find_spec(f"{module}.__main__") is not None
+        spec = importlib.util.find_spec(".".join(parts[:2]))
     except (ImportError, ValueError):
         return False
+    if spec is None:
+        return False
+    if len(parts) == 2 and spec.submodule_search_locations is None:
+        return False
+    locations = spec.submodule_search_locations or []
+    return any(Path(location, *parts[2:], "__main__.py").is_file() for location in locations)
 
 
 @dataclass(frozen=True)
