@@ -155,8 +155,9 @@ class ConnectorContract:
         self, driver: SourceDriver, functions: Functions,
         start_connector: StartConnector, unique_name: str,
     ) -> None:  # fmt: skip
-        if not driver.redelivers:
-            pytest.skip(f"not applicable to {driver.connector}: {driver.not_redelivering_reason}")
+        # A source that never redelivers (plain core NATS) removes this test in its subclass
+        # (setting it to None) and says why; running it there would be a mistake.
+        assert driver.redelivers, driver.not_redelivering_reason
         topic = driver.topic(unique_name)
         await functions.deploy(unique_name, topic=topic)
         bodies = [f"event-{i}".encode() for i in range(300)]
