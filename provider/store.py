@@ -88,36 +88,22 @@ class FunctionStore:
         return StoredFunction.from_json(entry.value, entry.revision or 0)
 
     async def list(self, namespace: str | None = None) -> list[StoredFunction]:
-        """Every stored function (of one namespace when given), sorted by name.
-
-        Reads the latest value of every key with a watch, and ends at the entry with nothing
-        pending behind it (``delta == 0``). nats-py's own end-of-initial-values marker (None) is
-        not trusted: it can come before values the server had already pushed to the client, which
-        made a just-deployed function missing from the list now and then.
-        """
+        """Every stored function (of one namespace when given), sorted by name."""
         found: list[StoredFunction] = []
-        subject = f"$KV.{names.FUNCTIONS_BUCKET}." + (f"{namespace}.>" if namespace else ">")
         try:
-            info = await self.kv._js.stream_info(  # noqa: SLF001 - the bucket's own stream
-                f"KV_{names.FUNCTIONS_BUCKET}", subjects_filter=subject
-            )
-            if not info.state.subjects:
-                return []
-            watcher = await self.kv.watch(
-                f"{namespace}.>" if namespace else ">", include_history=False
-            )
+            watcher = await self.kv.watchall(ignore_deletes=True)
             try:
-                while True:
-                    entry = await watcher.updates(timeout=5.0)  # type: ignore[no-untyped-call]
+                async for entry in watcher:
                     if entry is None:
-                        continue  # the early marker; wait for delta == 0 instead
-                    if entry.value and entry.operation not in ("DEL", "PURGE"):
-                        try:
-                            found.append(StoredFunction.from_json(entry.value, entry.revision or 0))
-                        except (ValueError, TypeError):
-                            pass
-                    if not entry.delta:
                         break
+                    if not entry.value or entry.operation in ("DEL", "PURGE"):
+                        continue
+                    if namespace is not None and not entry.key.startswith(f"{namespace}."):
+                        continue
+                    try:
+                        found.append(StoredFunction.from_json(entry.value, entry.revision or 0))
+                    except (ValueError, TypeError):
+                        continue
             finally:
                 await watcher.stop()  # type: ignore[no-untyped-call]
         except (nats.errors.Error, TimeoutError) as exc:
