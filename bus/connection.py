@@ -102,7 +102,9 @@ class Bus:
         if self.nc.is_closed:
             return
         try:
-            await self.nc.drain()
+            # Bounded: nats-py's drain waits up to 30 s by default, longer than a supervisor's
+            # patience between SIGTERM and SIGKILL.
+            await asyncio.wait_for(self.nc.drain(), 5.0)
         except (TimeoutError, nats.errors.Error, OSError):
             await self.nc.close()
 
