@@ -29,6 +29,7 @@ from faasbus.bus.endpoints import (
 from faasbus.bus.envelope import Invocation
 from faasbus.bus.errors import BusError, BusUnavailable, NatsServerError, NatsServerNotFound
 from faasbus.bus.functions import FunctionCatalog
+from faasbus.bus.kvread import current_entries, current_keys
 from faasbus.bus.logs import configure_logging
 from faasbus.bus.server import NatsServer, NatsServerOptions, find_nats_server, free_port
 from faasbus.bus.settings import Env, SettingsError, parse_bool, parse_duration
@@ -66,6 +67,8 @@ __all__ = [
     "check_resolved",
     "configure_logging",
     "connect",
+    "current_entries",
+    "current_keys",
     "declare_bus",
     "delete_endpoint",
     "find_nats_server",

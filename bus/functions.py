@@ -20,6 +20,7 @@ from nats.js.kv import KeyValue
 
 from faasbus.bus import names
 from faasbus.bus.connection import Bus
+from faasbus.bus.kvread import current_entries
 from faasbus.bus.kvwatch import follow_bucket
 
 __all__ = ["FunctionCatalog"]
@@ -102,20 +103,13 @@ class FunctionCatalog:
         while True:
             await asyncio.sleep(self._resync_s)
             try:
-                keys = set(await kv.keys())
-            except Exception as exc:  # NoKeysError when empty, or the bus is away
-                if type(exc).__name__ != "NoKeysError":
-                    log.warning("function_resync_failed", error=str(exc))
-                    continue
-                keys = set()
-            try:
-                for key in keys:
-                    entry = await kv.get(key)
-                    self._apply(key, entry.value, entry.operation)
-            except Exception as exc:
+                entries = await current_entries(self._bus.js, kv, names.FUNCTIONS_BUCKET)
+            except Exception as exc:  # the bus is away: try again next round
                 log.warning("function_resync_failed", error=str(exc))
                 continue
-            live = {names.split_function_key(k) for k in keys}
+            for entry in entries:
+                self._apply(entry.key, entry.value, entry.operation)
+            live = {names.split_function_key(entry.key) for entry in entries}
             for gone in [ident for ident in self._functions if ident not in live]:
                 self._functions.pop(gone, None)
                 self._notify()

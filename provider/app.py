@@ -87,7 +87,7 @@ def _resources(
                 pids=PidRecords(state / "run" / "replicas"),
                 provider_id=f"{socket.gethostname()}:{os.getpid()}",
             )
-            store = FunctionStore(functions_kv)
+            store = FunctionStore(bus.js, functions_kv)
             secrets = SecretStore(state / "secrets")
             supervisor = Supervisor(context, store, secrets, environ)
             app[SERVICES] = Services(

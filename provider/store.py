@@ -18,9 +18,10 @@ from typing import Any, Self
 
 import nats.errors
 import nats.js.errors
+from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from faasbus.bus import BusUnavailable, names
+from faasbus.bus import BusUnavailable, current_entries, names
 from faasbus.provider.types import FunctionDeployment
 
 __all__ = ["FunctionStore", "StoredFunction", "rfc3339_now"]
@@ -72,7 +73,8 @@ Mutation = Callable[[StoredFunction | None], StoredFunction | None]
 class FunctionStore:
     """Reads and guarded writes of desired state; bus errors become :class:`BusUnavailable`."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, kv: KeyValue) -> None:
+        self.js = js
         self.kv = kv
 
     async def get(self, namespace: str, function: str) -> StoredFunction | None:
@@ -90,24 +92,16 @@ class FunctionStore:
     async def list(self, namespace: str | None = None) -> list[StoredFunction]:
         """Every stored function (of one namespace when given), sorted by name."""
         found: list[StoredFunction] = []
+        prefix = f"{namespace}." if namespace is not None else ""
         try:
-            watcher = await self.kv.watchall(ignore_deletes=True)
-            try:
-                async for entry in watcher:
-                    if entry is None:
-                        break
-                    if not entry.value or entry.operation in ("DEL", "PURGE"):
-                        continue
-                    if namespace is not None and not entry.key.startswith(f"{namespace}."):
-                        continue
-                    try:
-                        found.append(StoredFunction.from_json(entry.value, entry.revision or 0))
-                    except (ValueError, TypeError):
-                        continue
-            finally:
-                await watcher.stop()  # type: ignore[no-untyped-call]
+            entries = await current_entries(self.js, self.kv, names.FUNCTIONS_BUCKET, prefix=prefix)
         except (nats.errors.Error, TimeoutError) as exc:
             raise BusUnavailable(f"listing the function store: {exc}") from exc
+        for entry in entries:
+            try:
+                found.append(StoredFunction.from_json(entry.value or b"", entry.revision or 0))
+            except (ValueError, TypeError):
+                continue
         return sorted(found, key=lambda s: (s.deployment.namespace, s.deployment.service))
 
     async def mutate(
