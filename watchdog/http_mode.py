@@ -34,7 +34,7 @@ from faasbus.watchdog.base import (
 from faasbus.watchdog.config import WatchdogConfig
 from faasbus.watchdog.errors import WatchdogError
 from faasbus.watchdog.logs import get_logger
-from faasbus.watchdog.process import LINE_LIMIT_BYTES, pump_lines, stop_process
+from faasbus.watchdog.process import LINE_LIMIT_BYTES, die_with_parent, pump_lines, stop_process
 
 __all__ = ["HttpRuntime"]
 
@@ -85,6 +85,7 @@ class HttpRuntime(RuntimeBase):
                 stderr=PIPE,
                 start_new_session=True,
                 limit=LINE_LIMIT_BYTES,
+                preexec_fn=die_with_parent,  # one prctl call: see its docstring
             )
         except OSError as exc:
             raise WatchdogError(f"cannot start fprocess {config.fprocess[0]}: {exc}") from exc

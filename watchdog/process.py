@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from faasbus.watchdog.logs import get_logger, write_raw
 
 __all__ = [
+    "die_with_parent",
     "install_child_watcher",
     "kill_group",
     "pump_lines",
@@ -45,6 +48,31 @@ def install_child_watcher(loop: asyncio.AbstractEventLoop) -> None:
     watcher = asyncio.PidfdChildWatcher()
     asyncio.get_event_loop_policy().set_child_watcher(watcher)
     watcher.attach_loop(loop)
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:  # pragma: no cover - not Linux
+        return None
+    return getattr(libc, "prctl", None)
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for a warm function process: the kernel kills it when the watchdog dies.
+
+    A watchdog killed with -9 runs no cleanup, and an ``http``-mode function left behind keeps
+    its port and memory with nobody to proxy to it. ``PR_SET_PDEATHSIG`` asks for SIGKILL when
+    the forking thread's process goes away. Only for the one long-lived child: a ``preexec_fn``
+    makes Python fork instead of vfork, too slow for a fork per request, and those children end
+    with their request anyway.
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
 
 
 def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:

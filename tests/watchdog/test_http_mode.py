@@ -6,10 +6,11 @@ import asyncio
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import aiohttp
 
-from tests.watchdog.helpers import FUNCTIONS, WatchdogFactory, wait_until
+from tests.watchdog.helpers import FUNCTIONS, WatchdogFactory, process_gone, wait_until
 
 
 def _free_port() -> int:
@@ -172,3 +173,15 @@ async def test_sigterm_stops_the_child(
         return False
 
     await wait_until(upstream_closed, what="upstream stopped with the watchdog")
+
+
+async def test_kill_9_of_the_watchdog_takes_the_child_with_it(watchdogs: WatchdogFactory) -> None:
+    upstream = _free_port()
+    wd = watchdogs.start(_http_env(upstream))
+    children = Path(f"/proc/{wd.pid}/task/{wd.pid}/children").read_text().split()
+    assert children, "the http-mode function process should be running"
+
+    wd.kill()
+
+    for child in children:
+        await wait_until(lambda pid=int(child): process_gone(pid), what=f"function {child} gone")
