@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -137,7 +138,15 @@ async def nats_connector(bus: Bus, url: str, events: int, *, worker: bool) -> fl
     await site.start()
     port = runner.addresses[0][1]
     kv = await bus.js.key_value(names.ENDPOINTS_BUCKET)
-    await put_endpoint(kv, Endpoint(NS, function, "r1", f"http://127.0.0.1:{port}", ready=True))
+    endpoint = Endpoint(NS, function, "r1", f"http://127.0.0.1:{port}", ready=True)
+    await put_endpoint(kv, endpoint)
+
+    async def refresh() -> None:  # an endpoint counts only while refreshed, as a provider does
+        while True:
+            await asyncio.sleep(BusSettings().endpoint_ttl_s / 3)
+            await put_endpoint(kv, endpoint)
+
+    refresher = asyncio.create_task(refresh(), name="endpoint-refresher")
     env = {"FAASBUS_NATS_URL": url}
     processes = [start("faasbus.connectors.nats", env)]
     if worker:
@@ -156,6 +165,9 @@ async def nats_connector(bus: Bus, url: str, events: int, *, worker: bool) -> fl
         elapsed = time.perf_counter() - started
     finally:
         await source.close()
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
         for process in processes:
             stop(process)
         await runner.cleanup()
