@@ -106,7 +106,9 @@ class CallRecord:
     result_b64: str = ""  # a small result kept in the record itself (see CallStore.put_result)
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        # The instance dict holds the fields in declaration order, as ``asdict`` would give them,
+        # without its deep copy (a third of a worker's record-writing time).
+        return json.dumps(vars(self), separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Self:
@@ -173,17 +175,18 @@ class CallStore:
         call_id: str,
         change: Callable[[CallRecord], CallRecord],
         *,
-        create: CallRecord,
+        create: CallRecord | Callable[[], CallRecord],
         known: tuple[CallRecord, int] | None = None,
     ) -> tuple[CallRecord, int]:
         """Like :meth:`update`, starting from ``known`` (the record and revision this writer saw
-        last) to save a read; returns the new record and revision."""
+        last) to save a read; returns the new record and revision. ``create`` may be a function
+        making the record to start from, called only when there is none."""
         current = known
         for _ in range(10):
             if current is None:
                 current = await self.entry(call_id)
             if current is None:
-                record = change(create)
+                record = change(create() if callable(create) else create)
                 try:
                     revision = await self._kv.create(call_id, record.to_json())
                 except nats.js.errors.KeyWrongLastSequenceError:
