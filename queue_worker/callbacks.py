@@ -7,6 +7,10 @@ set, ``X-Faasbus-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>." + bod
 receiver check origin and freshness (the Stripe-style scheme: the timestamp is signed with the
 body so a captured callback cannot be replayed later with a new time).
 
+Before each POST the URL's addresses are checked again (link-local and metadata addresses are
+refused unless allowed): an IP-address host in place, its verdict remembered; a host name is
+resolved in a thread every time, since DNS can change.
+
 A cancelled call gets one callback with an empty body, ``X-Function-Status: 499`` and
 ``X-Call-State: cancelled``. Any 2xx from the receiver counts as delivered.
 """
@@ -14,11 +18,14 @@ A cancelled call gets one callback with an empty body, ``X-Function-Status: 499`
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
+import ipaddress
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -30,6 +37,22 @@ _DROP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
      "content-length", "content-encoding", "host", "date", "server"}
 )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def _literal_verdict(url: str) -> str | None:
+    """For a URL whose host is an IP address: why it is refused, or "" when it is allowed (a pure
+    function of the URL, so it is remembered). ``None`` for a host name, which is resolved for
+    every callback, off the event loop (DNS can change)."""
+    try:
+        ipaddress.ip_address(urlsplit(url).hostname or "")
+    except ValueError:
+        return None
+    try:
+        check_resolved(url)
+    except CallbackUrlError as exc:
+        return str(exc)
+    return ""
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -56,10 +79,14 @@ async def send_callback(
     timeout_s: float,
     allow_link_local: bool,
 ) -> CallbackResult:
-    try:
-        await asyncio.to_thread(check_resolved, url, allow_link_local=allow_link_local)
-    except CallbackUrlError as exc:
-        return CallbackResult(delivered=False, error=str(exc), refused=True)
+    verdict = "" if allow_link_local else _literal_verdict(url)
+    if verdict is None:
+        try:
+            await asyncio.to_thread(check_resolved, url)
+        except CallbackUrlError as exc:
+            verdict = str(exc)
+    if verdict:
+        return CallbackResult(delivered=False, error=verdict, refused=True)
     headers = {k: v for k, v in response_headers.items() if k.lower() not in _DROP}
     headers.update(extra_headers)
     headers["User-Agent"] = f"faasbus-queue-worker/{VERSION}"

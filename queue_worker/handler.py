@@ -6,14 +6,23 @@ The flow of one delivery (``attempt`` = JetStream's delivery count):
 2. Read the call record. A final record means this is a redelivery after a crash or a callback
    retry: the function is not run again; only a pending callback is (re)sent.
 3. A call whose cancellation was requested is finished as ``cancelled`` without running.
-4. Otherwise run it (keeping the lease alive with in-progress acks), decide with the retry policy,
-   and then: ``Retry`` → ``nak(delay)`` (delayed redelivery; no worker sleeps), ``Done`` or
-   ``Dead`` → store the result, write the final record (``Dead`` also publishes to FAAS_DLQ), and
-   send the callback.
+4. Otherwise run it, decide with the retry policy, and then: ``Retry`` → ``nak(delay)`` (delayed
+   redelivery; no worker sleeps), ``Done`` or ``Dead`` → store the result, write the final record
+   (``Dead`` also publishes to FAAS_DLQ), and send the callback.
 5. The callback is delivered before the ack, and the ack is sent the moment it is accepted. If
    it fails the message is ``nak``-ed with backoff and step 2 resends it later; after
    ``max_callback_attempts`` the call is dead-lettered with a reference to its stored result, so
    nothing is lost.
+
+Records and leases while a call runs: a call still running after ``running_record_after_s``
+(``FAASBUS_RUNNING_RECORD_AFTER``, 100 ms by default) gets its ``running`` record then; a quicker
+call goes from ``queued`` (or ``retrying``) straight to its final record, one KV write per call
+fewer. So ``GET /system/calls/{id}`` shows ``running`` at most that long plus one KV round trip
+(plus any event-loop lag) after a call started. A cancel flag the ``running`` write finds in the
+record aborts the call, so a cancel whose ``faas.control.cancel`` message came before the call was
+registered, or was lost, still takes effect. A call still running after a third of ``ack_wait``
+gets an in-progress ack then and every third of ``ack_wait`` after: ``ack_wait`` is a lease, not
+a run limit. A quick call costs neither task, only one short timer.
 
 Writing the final record before the callback and the ack is what makes a crash at any point safe:
 the function runs at most once per attempt and the callback is sent once per call, except in
@@ -81,19 +90,17 @@ class CallHandler:
             await self._dead_letter_raw(msg, str(exc))
             await msg.term()
             return
-        with structlog.contextvars.bound_contextvars(
-            call_id=invocation.call_id, function=invocation.function
-        ):
-            try:
-                await self._handle(msg, invocation)
-            finally:
-                self.known.pop(invocation.call_id, None)
+        try:
+            await self._handle(msg, invocation)
+        finally:
+            self.known.pop(invocation.call_id, None)
 
     async def _handle(self, msg: Msg, invocation: Invocation) -> None:
         attempt = msg.metadata.num_delivered
         policy = RetryPolicy.for_function(
-            self.settings, self.catalog.annotations(invocation.namespace, invocation.function)
-        )
+            self.settings, self.catalog.annotations(invocation.namespace, invocation.function),
+            function=_label(invocation),
+        )  # fmt: skip
         entry = await self.calls.entry(invocation.call_id)
         if entry is None:
             record = await self._record(invocation, lambda r: r)
@@ -109,13 +116,17 @@ class CallHandler:
                 callback_state=_callback_state(r)))  # fmt: skip
             await self._finish(msg, invocation, record, policy)
             return
-        record = await self._record(invocation, lambda r: replace(
-            r, state=CallState.RUNNING, attempts=attempt, max_attempts=policy.attempts,
-            started_at=r.started_at or time.time()))  # fmt: skip
-        outcome = await self._run(msg, invocation)
+        started = time.time()
+
+        def ran(r: CallRecord, state: CallState) -> CallRecord:
+            # What the running record says; every write after this attempt began says it too.
+            return replace(r, state=state, attempts=attempt, max_attempts=policy.attempts,
+                           started_at=r.started_at or started)  # fmt: skip
+
+        outcome = await self._run(msg, invocation, lambda r: ran(r, CallState.RUNNING))
         if outcome is None:  # cancelled while running
             record = await self._record(invocation, lambda r: replace(
-                r, state=CallState.CANCELLED, status_code=CANCELLED_STATUS,
+                ran(r, CallState.CANCELLED), status_code=CANCELLED_STATUS,
                 finished_at=time.time(), callback_state=_callback_state(r)))  # fmt: skip
             await self._finish(msg, invocation, record, policy)
             return
@@ -124,9 +135,10 @@ class CallHandler:
         if isinstance(decision, Retry):
             self.metrics.retries.labels(label).inc()
             await self._record(invocation, lambda r: replace(
-                r, state=CallState.RETRYING, status_code=outcome.status,
+                ran(r, CallState.RETRYING), status_code=outcome.status,
                 error=outcome.error))  # fmt: skip
-            log.info("call_retry", attempt=attempt, status=outcome.status, delay_s=decision.delay_s)
+            log.info("call_retry", call_id=invocation.call_id, function=invocation.function,
+                     attempt=attempt, status=outcome.status, delay_s=decision.delay_s)  # fmt: skip
             await msg.nak(delay=decision.delay_s)
             return
         inline = self.calls.inline(outcome.body)
@@ -139,16 +151,26 @@ class CallHandler:
                                     status=outcome.status, attempts=attempt)  # fmt: skip
         headers = {k: v for k, v in outcome.headers.items() if len(k) + len(v) < 4096}
         record = await self._record(invocation, lambda r: replace(
-            r, state=state, status_code=outcome.status, error=outcome.error,
+            ran(r, state), status_code=outcome.status, error=outcome.error,
             finished_at=time.time(), duration_s=outcome.duration_s, result_headers=headers,
             result_size=len(outcome.body), result_b64=inline,
             callback_state=_callback_state(r)))  # fmt: skip
         self.metrics.processed.labels(label, str(outcome.status)).inc()
-        log.info("call_done", state=state.value, status=outcome.status, attempt=attempt,
+        log.info("call_done", call_id=invocation.call_id, function=invocation.function,
+                 state=state.value, status=outcome.status, attempt=attempt,
                  duration_s=round(outcome.duration_s, 6))  # fmt: skip
         await self._finish(msg, invocation, record, policy, body=outcome.body)
 
-    async def _run(self, msg: Msg, invocation: Invocation) -> Outcome | None:
+    async def _run(
+        self, msg: Msg, invocation: Invocation, running: Callable[[CallRecord], CallRecord]
+    ) -> Outcome | None:
+        """Call the function; ``None`` if it was cancelled on request.
+
+        A quick call costs no task and no write besides its own: once the call has run
+        ``running_record_after_s`` or a lease interval (a third of ``ack_wait``), whichever is
+        shorter, a timer starts the ``running`` write (``running`` says what it writes) and the
+        lease keeper, each waiting for its own moment.
+        """
         body = invocation.body
         if invocation.payload_ref:
             store = await self.js.object_store(names.PAYLOADS_BUCKET)
@@ -162,7 +184,21 @@ class CallHandler:
         self.running[invocation.call_id] = task
         label = _label(invocation)
         self.metrics.inflight.labels(label).inc()
-        lease = asyncio.create_task(self._keep_lease(msg), name=f"lease-{invocation.call_id}")
+        lease_every = max(self.settings.ack_wait_s / 3, 0.5)
+        mark_after = self.settings.running_record_after_s
+        first = min(lease_every, mark_after)
+        helpers: list[asyncio.Task[None]] = []
+        writing: list[bool] = []  # set by the running write once it has begun
+
+        def slow() -> None:  # one timer per call, short-lived: the timer heap stays small
+            helpers.append(asyncio.create_task(
+                self._keep_lease(msg, lease_every, first=lease_every - first),
+                name=f"lease-{invocation.call_id}"))  # fmt: skip
+            helpers.append(asyncio.create_task(
+                self._mark_running(invocation, task, running, mark_after - first, writing),
+                name=f"running-{invocation.call_id}"))  # fmt: skip
+
+        timer = asyncio.get_running_loop().call_later(first, slow)
         current = asyncio.current_task()
         try:
             return await task
@@ -171,19 +207,42 @@ class CallHandler:
                 raise  # the worker is stopping, not the call
             return None  # cancelled on request (DELETE /async-function/{id})
         finally:
+            timer.cancel()
             self.running.pop(invocation.call_id, None)
             self.metrics.inflight.labels(label).dec()
-            lease.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lease
+            if helpers:
+                lease, marker = helpers
+                lease.cancel()
+                if not writing or (current is not None and current.cancelling()):
+                    marker.cancel()
+                # A running write under way ends before the next write starts from it.
+                await asyncio.wait(helpers)
 
-    async def _keep_lease(self, msg: Msg) -> None:
+    async def _keep_lease(self, msg: Msg, every: float, *, first: float) -> None:
         """ack_wait is a lease, not a run limit: renew it while the call runs."""
-        interval = max(self.settings.ack_wait_s / 3, 0.5)
+        await asyncio.sleep(first)
         while True:
-            await asyncio.sleep(interval)
             with contextlib.suppress(Exception):
                 await msg.in_progress()
+            await asyncio.sleep(every)
+
+    async def _mark_running(
+        self, invocation: Invocation, task: asyncio.Task[Outcome],
+        running: Callable[[CallRecord], CallRecord], after: float, writing: list[bool],
+    ) -> None:  # fmt: skip
+        """Say ``running`` in the record; abort the call if the record asks for a cancel."""
+        await asyncio.sleep(after)
+        if task.done():
+            return
+        writing.append(True)
+        try:
+            record = await self._record(invocation, running)
+        except Exception as exc:  # the final write retries from a fresh read
+            log.warning("running_record_failed", call_id=invocation.call_id, error=str(exc))
+            return
+        if record.cancel_requested and not task.done():
+            log.info("call_cancelled_by_record", call_id=invocation.call_id)
+            task.cancel()
 
     async def _finish(
         self, msg: Msg, invocation: Invocation, record: CallRecord, policy: RetryPolicy,
@@ -249,18 +308,20 @@ class CallHandler:
             r, callback_state=CallbackState.RETRYING, callback_attempts=tries,
             callback_status=result.status))  # fmt: skip
         delay = policy.delay(tries)
-        log.info("callback_retry", tries=tries, error=result.error, delay_s=delay)
+        log.info("callback_retry", call_id=invocation.call_id, tries=tries, error=result.error,
+                 delay_s=delay)  # fmt: skip
         await msg.nak(delay=delay)
 
     async def _record(
         self, invocation: Invocation, change: Callable[[CallRecord], CallRecord]
     ) -> CallRecord:
-        base = CallRecord(
-            call_id=invocation.call_id, function=invocation.function,
-            namespace=invocation.namespace, source=invocation.source, topic=invocation.topic,
-            callback_url=invocation.callback_url,
-            queued_at=(invocation.enqueued_at_ns / 1e9) or time.time(),
-        )  # fmt: skip
+        def base() -> CallRecord:  # the record to start from when there is none yet
+            return CallRecord(
+                call_id=invocation.call_id, function=invocation.function,
+                namespace=invocation.namespace, source=invocation.source, topic=invocation.topic,
+                callback_url=invocation.callback_url,
+                queued_at=(invocation.enqueued_at_ns / 1e9) or time.time(),
+            )  # fmt: skip
 
         def filled(record: CallRecord) -> CallRecord:
             # A record written before the message (by the gateway) may lack what it carries.
@@ -293,7 +354,8 @@ class CallHandler:
             msg.data or b"", headers=headers,
         )  # fmt: skip
         self.metrics.dead.labels(_label(invocation), kind).inc()
-        log.warning("call_dead_lettered", kind=kind, reason=reason)
+        log.warning("call_dead_lettered", call_id=invocation.call_id,
+                    function=invocation.function, kind=kind, reason=reason)  # fmt: skip
 
     async def _dead_letter_raw(self, msg: Msg, reason: str) -> None:
         tokens = msg.subject.split(".")

@@ -76,7 +76,9 @@ class RetryPolicy:
     backoff: str
 
     @classmethod
-    def for_function(cls, settings: WorkerSettings, annotations: Mapping[str, str]) -> RetryPolicy:
+    def for_function(
+        cls, settings: WorkerSettings, annotations: Mapping[str, str], *, function: str = ""
+    ) -> RetryPolicy:
         policy = cls(
             attempts=settings.max_retry_attempts,
             codes=settings.retry_http_codes,
@@ -87,7 +89,7 @@ class RetryPolicy:
         try:
             return policy._with_annotations(annotations)
         except (SettingsError, ValueError) as exc:
-            log.warning("retry_annotation_invalid", error=str(exc))
+            log.warning("retry_annotation_invalid", function=function, error=str(exc))
             return policy
 
     def _with_annotations(self, annotations: Mapping[str, str]) -> RetryPolicy:

@@ -38,6 +38,9 @@ async def test_a_call_runs_and_its_callback_carries_the_result(
     record = await wait_record(bus, call_id, lambda r: r.callback_state.value != "pending")
     assert record.state is CallState.SUCCEEDED
     assert record.callback_state.value == "delivered"
+    # A quick call skips the running write; its final record still says what running would have.
+    assert (record.attempts, record.max_attempts, record.status_code) == (1, 4, 200)
+    assert 0 < record.queued_at <= record.started_at <= record.finished_at
 
 
 async def test_503_503_200_gives_one_callback_with_two_retries(
