@@ -7,7 +7,10 @@ would, and measures, in one run:
 1. accepted/s: POST /async-function/echo at 50 connections for a few seconds (202s per second),
    with wrk when it is installed (`apt-get install -y wrk`), else an aiohttp client in this process
    (which then competes with the gateway for the 2 cores and reads lower);
-2. completed/s: N calls enqueued as fast as possible, until all N callbacks have arrived;
+2. completed/s: N calls enqueued as fast as possible, until all N callbacks have arrived, with
+   the CPU time each process spent per completed call in that phase (worker(s), gateway,
+   nats-server, and this process: load generator, echo replica and callback receiver), a figure
+   steadier than calls/s on a machine shared with other work;
 3. latency: calls sent at a steady 200/s; enqueue → callback received, p50 and p99.
 
 Usage: .venv/bin/python bench/async.py [--seconds 5] [--workers 1] [--completed 3000]
@@ -71,6 +74,15 @@ async def serve(app: web.Application, port: int) -> web.AppRunner:
 
 def progress(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time a process has used so far (Linux /proc; 0 when unknown)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -220,6 +232,12 @@ async def main() -> None:
             callbacks.clear()
             sent: dict[str, float] = {}
             conn = aiohttp.TCPConnector(limit=50)
+            # CPU each process spends per completed call: steadier than calls/s on a shared
+            # machine, and it says where the time goes.
+            accounted = {"worker(s)": [w.pid for w in workers],
+                         "gateway": [gateway.pid], "nats-server": [server.pid]}  # fmt: skip
+            cpu_before = {k: sum(map(cpu_seconds, pids)) for k, pids in accounted.items()}
+            bench_cpu_before = time.process_time()
             async with aiohttp.ClientSession(connector=conn) as s:
                 started = time.monotonic()
                 queue: asyncio.Queue[int] = asyncio.Queue()
@@ -249,6 +267,11 @@ async def main() -> None:
                         progress(f"only {len(callbacks)} of {args.completed} callbacks arrived")
                         raise
                 completed_rate = args.completed / (time.monotonic() - started)
+                cpu_ms = {k: (sum(map(cpu_seconds, pids)) - cpu_before[k]) * 1000 / args.completed
+                          for k, pids in accounted.items()}  # fmt: skip
+                cpu_ms["bench process"] = (
+                    (time.process_time() - bench_cpu_before) * 1000 / args.completed
+                )
 
                 # 3. latency at a steady rate
                 progress(f"completed {completed_rate:.0f}/s; measuring latency")
@@ -284,6 +307,8 @@ async def main() -> None:
             print(f"{'accepted calls/s at 50 connections':<44}{rate:>12.0f}"
                   + (f"  ({errors} non-202)" if errors else ""))  # fmt: skip
             print(f"{'completed calls/s with callbacks':<44}{completed_rate:>12.0f}")
+            for name, ms in cpu_ms.items():
+                print(f"{f'  CPU ms per completed call, {name}':<44}{ms:>12.2f}")
             print(f"{'calls that needed a retry (all phases)':<44}{retried:>12}")
             print(f"{f'latency p50 at {args.rate:.0f}/s (ms)':<44}"
                   f"{statistics.median(latencies):>12.1f}")  # fmt: skip
