@@ -10,7 +10,7 @@ gives them to :meth:`Publisher.hand_off`, acknowledging its source only after th
 from faasbus.connectors.sdk.errors import ConnectorError, ScheduleError, SourceUnavailable
 from faasbus.connectors.sdk.events import FunctionRef, SourceEvent, invocation_ids
 from faasbus.connectors.sdk.metrics import UNROUTED, ConnectorMetrics, serve_metrics
-from faasbus.connectors.sdk.publisher import Handoff, Publisher
+from faasbus.connectors.sdk.publisher import Handoff, Publisher, Sent
 from faasbus.connectors.sdk.results import CallResult, wait_for_result
 from faasbus.connectors.sdk.runner import (
     Connector,
@@ -37,6 +37,7 @@ __all__ = [
     "HasCommonSettings",
     "Publisher",
     "ScheduleError",
+    "Sent",
     "Source",
     "SourceEvent",
     "SourceUnavailable",

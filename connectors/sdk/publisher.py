@@ -16,6 +16,16 @@ invocation. After the ack a ``queued`` call record is written (unless a record e
 ``FAASBUS_CONNECTOR_RECORD_CALLS=false``), so ``/system/calls/{id}`` knows the call at once; it is
 written after the publish, not before, so a connector killed in between leaves no record of a
 call that never existed.
+
+Sources that must keep many events of one ordered stream in flight (Kafka partitions) use the
+two halves of a hand-off instead: :meth:`Publisher.send` publishes an event's invocations
+without waiting for their acks (:mod:`faasbus.connectors.sdk.acks`), and
+:meth:`Publisher.confirm` waits for the acks, re-publishing (same ``Nats-Msg-Id``, until acked)
+any whose publish failed or timed out. Events sent one after the other by one task reach
+JetStream in that order (one connection, one write buffer). Confirmed events get their
+``queued`` call records written in the background (:mod:`faasbus.connectors.sdk.recorder`,
+drained when the publisher closes), so a record write never holds up the next publish; a record
+may then appear a moment after the source acknowledged the event.
 """
 
 from __future__ import annotations
@@ -30,16 +40,19 @@ from typing import Self, TypeVar
 
 import nats.js.errors
 import structlog
+from nats.js.api import PubAck
 
 from faasbus.bus import Bus, CallRecord, CallStore, Invocation, declare_bus, names
+from faasbus.connectors.sdk.acks import AckFutures
 from faasbus.connectors.sdk.events import FunctionRef, SourceEvent, invocation_ids
 from faasbus.connectors.sdk.metrics import UNROUTED, ConnectorMetrics
+from faasbus.connectors.sdk.recorder import Recorder
 from faasbus.connectors.sdk.results import wait_for_result
 from faasbus.connectors.sdk.settings import ConnectorSettings
 from faasbus.connectors.sdk.tasks import TaskSet
 from faasbus.connectors.sdk.topics import TopicMap
 
-__all__ = ["Handoff", "Publisher"]
+__all__ = ["Handoff", "Publisher", "Sent"]
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +63,10 @@ _HEADER_ROOM = 16 * 1024
 _PAYLOAD_NAMESPACE = uuid.UUID("0b7e4c52-8f0a-5d3e-a1c4-3e9b2f6d7a80")
 _MAX_FOLLOWERS = 1000
 _LOGGED_BODY = 1024
+# Call records waiting to be written in the background (beyond that, confirm() writes them).
+_MAX_RECORD_WRITES = 4096
+# How long closing the publisher waits for background call-record writes.
+_RECORD_GRACE_S = 5.0
 
 
 class _Outage:
@@ -59,8 +76,9 @@ class _Outage:
         self.since: float | None = None
         self.logged_at = 0.0
         self.failures = 0
+        self.recovered_at = float("-inf")  # a publish sent before failing belongs to that outage
 
-    def failed(self, what: str, exc: Exception) -> None:
+    def failed(self, what: str, exc: BaseException) -> None:
         now = time.monotonic()
         self.failures += 1
         error = f"{type(exc).__name__}: {exc}"
@@ -74,8 +92,9 @@ class _Outage:
 
     def succeeded(self) -> None:
         if self.since is not None:
+            self.recovered_at = time.monotonic()
             log.info("bus_publish_recovered", failures=self.failures,
-                     outage_s=round(time.monotonic() - self.since, 3))  # fmt: skip
+                     outage_s=round(self.recovered_at - self.since, 3))  # fmt: skip
             self.since = None
             self.failures = 0
 
@@ -87,10 +106,30 @@ class Handoff:
     event: SourceEvent
     invocations: tuple[Invocation, ...]
     duplicates: int = 0
+    republished: int = 0  # invocations whose first publish failed and were published again
 
     @property
     def routed(self) -> bool:
         return bool(self.invocations)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """An event whose invocations were sent (:meth:`Publisher.send`), acks not awaited yet."""
+
+    event: SourceEvent
+    invocations: tuple[Invocation, ...]
+    acks: tuple[asyncio.Future[PubAck], ...]
+    deadline: float  # loop time after which an unanswered publish counts as failed
+    sent_at: float = 0.0  # time.monotonic() when sent
+
+    def discard(self) -> None:
+        """Give up waiting: cancel unanswered acks, consume the errors of failed ones."""
+        for ack in self.acks:
+            if not ack.done():
+                ack.cancel()
+            elif not ack.cancelled():
+                ack.exception()
 
 
 class Publisher:
@@ -114,12 +153,18 @@ class Publisher:
         self._metrics = metrics
         self._settings = settings
         self._followers = TaskSet(f"{connector}-responses", limit=_MAX_FOLLOWERS)
+        self._acks = AckFutures(bus.nc)
+        self._recorder = Recorder(
+            self._acks, limit=_MAX_RECORD_WRITES, timeout_s=settings.publish_timeout_s
+        )
         self._outage = _Outage()
 
     async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        await self._recorder.close(min(_RECORD_GRACE_S, self._settings.shutdown_grace_s))
+        await self._acks.close()
         await self._followers.close(0)
 
     def invocations(self, event: SourceEvent, targets: Sequence[FunctionRef]) -> list[Invocation]:
@@ -167,6 +212,110 @@ class Publisher:
                 self._followers.spawn_nowait(self._print_response(inv), name=inv.call_id)
         return handoff
 
+    async def send(
+        self, event: SourceEvent, *, targets: Sequence[FunctionRef] | None = None
+    ) -> Sent:
+        """Route ``event`` and publish its invocations without waiting for JetStream's acks.
+
+        Returns once every publish is in the connection's write buffer (a large body is stored
+        first, retried until done): publishes sent by consecutive calls from one task reach the
+        server in that order. Follow with :meth:`confirm`; a ``Sent`` given up instead must be
+        :meth:`Sent.discard`-ed (its event must then not be acknowledged)."""
+        if targets is None:
+            targets = self._topics.functions_for(event.topic)
+        label = event.topic if targets else UNROUTED
+        self._metrics.events.labels(self.connector, label).inc()
+        loop = asyncio.get_running_loop()
+        if not targets:
+            log.debug("event_unrouted", topic=event.topic)
+            return Sent(event, (), (), 0.0)
+        invocations = self.invocations(event, targets)
+        if len(event.body) > self._bus.max_payload - _HEADER_ROOM:
+            ref = await self._stage_body(event)
+            invocations = [replace(inv, body=b"", payload_ref=ref) for inv in invocations]
+        acks: list[asyncio.Future[PubAck]] = []
+        try:
+            for inv in invocations:
+                try:
+                    acks.append(await self._acks.publish(inv.subject, inv.body, inv.nats_headers()))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # e.g. closed or reconnecting: confirm() publishes again
+                    failed: asyncio.Future[PubAck] = loop.create_future()
+                    failed.set_exception(exc)
+                    acks.append(failed)
+        except BaseException:
+            Sent(event, (), tuple(acks), 0.0).discard()
+            raise
+        deadline = loop.time() + self._settings.publish_timeout_s
+        return Sent(event, tuple(invocations), tuple(acks), deadline, time.monotonic())
+
+    async def confirm(self, sent: Sent) -> Handoff:
+        """Wait for the acks of ``sent``; publish again, in order and until acked, each one that
+        failed or did not come within ``FAASBUS_PUBLISH_TIMEOUT``. When this returns, JetStream
+        holds every invocation of the event: the source may acknowledge it. Queued call records
+        are written in the background."""
+        if not sent.invocations:
+            return Handoff(sent.event, ())
+        duplicates = republished = 0
+        for inv, future in zip(sent.invocations, sent.acks, strict=True):
+            ack = await self._settle(inv, future, sent)
+            if ack is None:
+                republished += 1
+                ack = await self._republish(inv, future)
+            self._metrics.invocations.labels(
+                self.connector, f"{inv.function}.{inv.namespace}"
+            ).inc()
+            if ack.duplicate:
+                duplicates += 1
+            elif self._settings.record_calls:
+                record = self._queued(inv, ack.seq)
+                if not self._recorder.add(record):
+                    await self._create_record(record)  # too many waiting: back-pressure
+        if self._settings.print_response:
+            for inv in sent.invocations:
+                self._followers.spawn_nowait(self._print_response(inv), name=inv.call_id)
+        return Handoff(sent.event, sent.invocations, duplicates=duplicates,
+                       republished=republished)  # fmt: skip
+
+    async def _settle(
+        self, inv: Invocation, future: asyncio.Future[PubAck], sent: Sent
+    ) -> PubAck | None:
+        """The ack of a sent publish, or None (error, timeout) after counting the failure."""
+        if not future.done():
+            remaining = sent.deadline - asyncio.get_running_loop().time()
+            if remaining > 0:
+                await asyncio.wait((future,), timeout=remaining)
+        if future.done() and not future.cancelled():
+            error = future.exception()
+            if error is None:
+                self._outage.succeeded()
+                return future.result()
+        else:
+            future.cancel()
+            error = TimeoutError(f"no ack within {self._settings.publish_timeout_s}s")
+        self._metrics.publish_retries.labels(self.connector).inc()
+        if sent.sent_at >= self._outage.recovered_at:
+            self._outage.failed(f"publish {inv.subject}", error)
+        # else: sent during an outage already logged as over; its republish tells if it is not
+        return None
+
+    async def _republish(self, inv: Invocation, failed: asyncio.Future[PubAck]) -> PubAck:
+        error = None if failed.cancelled() else failed.exception()
+        if isinstance(error, nats.js.errors.NoStreamResponseError):
+            try:
+                await declare_bus(self._bus.js, self._bus.settings)
+            except Exception as declare_exc:
+                log.debug("declare_bus_failed", error=str(declare_exc))
+        await asyncio.sleep(self._settings.publish_retry_min_s * random.uniform(0.5, 1.0))  # noqa: S311
+        headers = inv.nats_headers()
+        return await self._until_done(
+            f"publish {inv.subject}",
+            lambda: self._bus.js.publish(
+                inv.subject, inv.body, headers=headers, timeout=self._settings.publish_timeout_s
+            ),
+        )
+
     async def _publish(self, inv: Invocation) -> bool:
         """Publish until acked; True when JetStream dropped it as a duplicate."""
         headers = inv.nats_headers()
@@ -181,18 +330,23 @@ class Publisher:
             await self._record_queued(inv, ack.seq)
         return bool(ack.duplicate)
 
-    async def _record_queued(self, inv: Invocation, seq: int) -> None:
-        record = CallRecord(
+    def _queued(self, inv: Invocation, seq: int) -> CallRecord:
+        return CallRecord(
             call_id=inv.call_id, function=inv.function, namespace=inv.namespace,
             source=self.connector, topic=inv.topic, queued_at=inv.enqueued_at_ns / 1e9,
             stream_seq=seq,
         )  # fmt: skip
+
+    async def _record_queued(self, inv: Invocation, seq: int) -> None:
+        await self._create_record(self._queued(inv, seq))
+
+    async def _create_record(self, record: CallRecord) -> None:
         try:
             await self._calls.create(record)
         except nats.js.errors.KeyWrongLastSequenceError:
             pass  # a worker already picked the call up (its record is newer than ours)
         except Exception as exc:  # best effort: the worker writes the record when it runs it
-            log.info("call_record_not_written", call_id=inv.call_id, error=str(exc))
+            log.info("call_record_not_written", call_id=record.call_id, error=str(exc))
 
     async def _stage_body(self, event: SourceEvent) -> str:
         ref = "payloads/" + str(

@@ -172,6 +172,44 @@ async def test_one_event_becomes_one_acked_invocation_per_function_once(
             await bus.js.purge_stream(names.INVOKE_STREAM, subject=names.invoke_subject(NS, name))
 
 
+async def test_send_then_confirm_publishes_in_order_and_records_calls_in_the_background(
+    bus: Bus, catalog: FunctionCatalog, publisher: Publisher, unique_name: str
+) -> None:
+    topic = f"topic-{unique_name}"
+    subject = names.invoke_subject(NS, unique_name)
+    try:
+        await _deploy(bus, unique_name, topic)
+        await _until(lambda: bool(publisher._topics.functions_for(topic)))
+        events = [SourceEvent(topic, f"body-{i}".encode(), event_id=f"p/{i}") for i in range(50)]
+        sent = [await publisher.send(event) for event in events]  # no ack awaited in between
+        handoffs = [await publisher.confirm(one) for one in sent]
+        assert all(h.duplicates == 0 and h.republished == 0 for h in handoffs)
+        call_ids = [h.invocations[0].call_id for h in handoffs]
+        sub = await bus.js.pull_subscribe(subject, durable=f"order-{unique_name}")
+        bodies = []
+        while len(bodies) < len(events):
+            for msg in await sub.fetch(50, timeout=5):
+                bodies.append(msg.data)
+                await msg.ack()
+        assert bodies == [event.body for event in events], "not stored in the order sent"
+        # The queued records follow in the background.
+        store = await CallStore.open(bus.js)
+        deadline = time.monotonic() + 10
+        while True:
+            records = [await store.get(call_id) for call_id in call_ids]
+            if all(records) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        assert all(r is not None and r.state.value == "queued" and r.source == "test"
+                   for r in records)  # fmt: skip
+        # Sent again (a record read twice): duplicates, and the existing records are kept.
+        again = await publisher.confirm(await publisher.send(events[0]))
+        assert again.duplicates == 1
+    finally:
+        await _remove(bus, unique_name)
+        await bus.js.purge_stream(names.INVOKE_STREAM, subject=subject)
+
+
 async def test_a_body_larger_than_a_message_travels_through_the_object_store(
     bus: Bus, catalog: FunctionCatalog, publisher: Publisher, unique_name: str
 ) -> None:
