@@ -1,11 +1,25 @@
-"""One lane per assigned partition: hands its records off in offset order, tracks what to commit.
+"""One lane per assigned partition: publishes its records in offset order, tracks what to commit.
 
-A lane takes the records the reader fetched for its partition and starts their hand-offs in
-offset order, at most ``window`` at once (1: the next record's hand-off starts only once the
-bus acked every invocation of the previous one). ``committable`` is the offset after the longest
-run of records, from the start, whose hand-offs all finished: the only offset that may be
-committed, whatever order later hand-offs finish in. Lanes of different partitions run
-concurrently; a slow partition does not hold up the others.
+A lane is one task. It takes the records the reader fetched for its partition and, in offset
+order, *sends* each record's invocations (:meth:`Publisher.send`: into the NATS connection's
+write buffer, acks not awaited) while fewer than ``window`` records are unconfirmed, and
+*confirms* them oldest first (:meth:`Publisher.confirm`: JetStream acked every invocation).
+Publishes of one connection reach the server in the order they were written, so on the normal
+path a partition's invocations are stored in offset order whatever the window.
+
+When a publish fails (an error ack, no ack within ``FAASBUS_PUBLISH_TIMEOUT``, a dropped
+connection), the lane stops sending: it confirms the records already sent, oldest first, each
+failed publish republished (same ``Nats-Msg-Id``) until acked, and only once all of them are
+confirmed does it send again. Nothing is lost (nothing past an unconfirmed record is ever
+committed) and nothing runs twice (a republished invocation that JetStream had stored after all
+is dropped as a duplicate). What a failure can cost is order: the failed record's invocation can
+land after those of up to ``window - 1`` later records that were sent before the failure showed.
+With ``window`` 1 a record is sent only once the previous one is confirmed: strict offset order
+even across failures, at one round trip per record.
+
+``committable`` is the offset after the last confirmed record: confirmations happen in offset
+order, so every record before it is confirmed too — the only offset that may be committed.
+Lanes of different partitions run concurrently; a slow partition does not hold up the others.
 """
 
 from __future__ import annotations
@@ -18,26 +32,37 @@ from typing import Any
 
 import structlog
 
+from faasbus.connectors.sdk import Handoff, Sent
+
 __all__ = ["Lane"]
 
 log = structlog.get_logger(__name__)
 
-HandOff = Callable[[Any], Coroutine[Any, Any, object]]
+Send = Callable[[Any], Coroutine[Any, Any, Sent]]
+Confirm = Callable[[Sent], Coroutine[Any, Any, Handoff]]
 
 
 class Lane:
     """The hand-offs of one partition; :meth:`feed` records, :meth:`drain` on revoke/shutdown."""
 
     def __init__(
-        self, name: str, hand_off: HandOff, *, window: int, freed: Callable[[int], None]
+        self,
+        name: str,
+        send: Send,
+        confirm: Confirm,
+        *,
+        window: int,
+        freed: Callable[[int], None],
     ) -> None:
         self.name = name
         self.committable: int | None = None
-        self._hand_off = hand_off
+        self._send = send
+        self._confirm = confirm
         self._window = window
         self._freed = freed
         self._backlog: collections.deque[Any] = collections.deque()
-        self._inflight: collections.deque[tuple[int, asyncio.Task[object]]] = collections.deque()
+        self._inflight: collections.deque[tuple[int, Sent]] = collections.deque()
+        self._recovering = False  # a publish failed: confirm everything sent before sending more
         self._fed = asyncio.Event()
         self._worker = asyncio.create_task(self._run(), name=f"kafka-lane:{name}")
 
@@ -48,66 +73,67 @@ class Lane:
         self._backlog.extend(records)
         self._fed.set()
 
-    async def _retire_oldest(self) -> None:
-        offset, task = self._inflight[0]
-        await asyncio.shield(task)
+    async def _confirm_oldest(self) -> None:
+        offset, sent = self._inflight[0]
+        handoff = await self._confirm(sent)
         self._inflight.popleft()
         self.committable = offset + 1
-
-    def _retire_finished(self) -> None:
-        while self._inflight and self._inflight[0][1].done():
-            offset, task = self._inflight[0]
-            if task.cancelled() or task.exception() is not None:
-                return  # never committed past: the record is read again
-            self._inflight.popleft()
-            self.committable = offset + 1
+        if handoff.republished and not self._recovering:
+            self._recovering = bool(self._inflight)
+            log.info("kafka_lane_republished", partition=self.name, offset=offset,
+                     count=handoff.republished, unconfirmed=len(self._inflight))  # fmt: skip
+        if not self._inflight:
+            self._recovering = False
 
     async def _run(self) -> None:
         try:
             await self._loop()
         except asyncio.CancelledError:
             raise
-        except Exception:  # a hand-off retries until acked: this is a bug, not the bus
+        except Exception:  # confirm retries until acked: this is a bug, not the bus
             log.exception("kafka_lane_crashed", partition=self.name)
             raise
 
     async def _loop(self) -> None:
+        backlog, inflight = self._backlog, self._inflight
         while True:
-            self._retire_finished()
-            if not self._backlog:
-                if self._inflight:
-                    await self._retire_oldest()
-                else:
-                    self._fed.clear()
-                    await self._fed.wait()
-                continue
-            while len(self._inflight) >= self._window:
-                await self._retire_oldest()
-            record = self._backlog.popleft()
-            self._freed(1)
-            task = asyncio.create_task(self._hand_off(record), name=f"kafka-handoff:{self.name}")
-            self._inflight.append((record.offset, task))
+            if backlog and len(inflight) < self._window and not self._recovering:
+                record = backlog.popleft()
+                self._freed(1)
+                # Popped before sending: if this is cancelled half-way, the record is neither
+                # confirmed nor committed, and is read again (its publishes dedupe).
+                inflight.append((record.offset, await self._send(record)))
+            elif inflight:
+                await self._confirm_oldest()
+            else:
+                self._fed.clear()
+                await self._fed.wait()
 
     async def drain(self, grace_s: float) -> None:
-        """Start nothing new; let started hand-offs finish (up to ``grace_s``), then stop.
+        """Send nothing new; confirm what was sent (up to ``grace_s``), then stop.
 
-        Records not started are dropped: the partition's next reader fetches them again from
-        the committed offset."""
+        Records not sent are dropped, and so are sent records not confirmed in time: the
+        partition's next reader fetches them again from the committed offset."""
         self._worker.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._worker
         self._freed(len(self._backlog))
         self._backlog.clear()
-        tasks = [task for _, task in self._inflight]
-        if tasks:
-            pending = set(tasks)
+        if not self._inflight:
+            return
+        try:
             if grace_s > 0:
-                _done, pending = await asyncio.wait(tasks, timeout=grace_s)
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if pending:
-                log.warning("kafka_handoffs_cancelled", partition=self.name, count=len(pending))
-        self._retire_finished()
+                await asyncio.wait_for(self._confirm_all(), grace_s)
+        except TimeoutError:
+            pass
+        finally:
+            if self._inflight:
+                log.warning("kafka_handoffs_unconfirmed", partition=self.name,
+                            count=len(self._inflight))  # fmt: skip
+            for _, sent in self._inflight:
+                sent.discard()
+            self._inflight.clear()
+
+    async def _confirm_all(self) -> None:
+        while self._inflight:
+            await self._confirm_oldest()

@@ -11,8 +11,11 @@
     ca_file, cert_file, key_file        TLS files (PEM): CA bundle, client certificate and key
     sasl_mechanism        (none)        PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_username_file, sasl_password_file   SASL credentials, each read from a file
-    FAASBUS_KAFKA_PARTITION_WINDOW  1   records of one partition handed off at once; 1 publishes
-                                        strictly in offset order (see :mod:`.source`)
+    FAASBUS_KAFKA_PARTITION_WINDOW  32  records of one partition published and not yet acked
+                                        by JetStream (pipelined, sent in offset order); 1 waits
+                                        for each record's ack before sending the next: strict
+                                        offset order even across a failed publish, at one round
+                                        trip per record (see :mod:`.lanes`)
     FAASBUS_KAFKA_COMMIT_INTERVAL   500ms  how often handed-off offsets are committed
     FAASBUS_KAFKA_SESSION_TIMEOUT   10s    group session timeout: how long a dead member keeps
                                         its partitions
@@ -75,7 +78,7 @@ class KafkaSettings:
     sasl_mechanism: str = ""
     sasl_username: str = field(default="", repr=False)
     sasl_password: str = field(default="", repr=False)
-    partition_window: int = 1
+    partition_window: int = 32
     commit_interval_s: float = 0.5
     session_timeout_s: float = 10.0
     metadata_max_age_s: float = 5.0

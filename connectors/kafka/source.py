@@ -9,16 +9,22 @@ session timeout.
 Delivery, per partition, at least once and run once:
 
 - records are fetched in batches and fed to one :class:`~.lanes.Lane` per partition; a lane
-  starts its records' hand-offs in offset order, at most ``FAASBUS_KAFKA_PARTITION_WINDOW`` at
-  once (default 1: the next record's invocations are published only once JetStream acked the
-  previous record's, so a retried publish can never overtake; with a larger window the
-  publishes still leave in offset order, but a publish that has to be retried may land after a
-  later record's). Lanes run concurrently; fetched records wait in them up to
-  8 times ``FAASBUS_CONNECTOR_MAX_INFLIGHT`` before fetching pauses;
+  publishes its records' invocations in offset order, pipelined: up to
+  ``FAASBUS_KAFKA_PARTITION_WINDOW`` records (default 32) sent and not yet acked by JetStream.
+  Order: publishes on one NATS connection reach the server in the order sent, so a partition's
+  invocations are stored in offset order. The one exception is a failed publish (an error ack,
+  no ack in time, a dropped connection): the lane then stops sending, republishes the failed
+  invocations in offset order until acked (same ``Nats-Msg-Id``: one JetStream had stored after
+  all is dropped as a duplicate) and sends new records only once everything sent is acked — so
+  the failed record's invocation may be stored after those of at most ``window - 1`` later
+  records of its partition, never after any later one. Window 1 sends a record only once the
+  previous one is acked: strict offset order even across failures, at one round trip per
+  record. Lanes run concurrently; fetched records wait in them up to 8 times
+  ``FAASBUS_CONNECTOR_MAX_INFLIGHT`` before fetching pauses;
 - an offset is committed (manual commit, auto-commit off) only after every invocation of that
   record and of all earlier records of its partition was acked by the bus: every
   ``FAASBUS_KAFKA_COMMIT_INTERVAL`` (its own task), when partitions are revoked (after the
-  lane's started hand-offs finish, within ``FAASBUS_SHUTDOWN_GRACE``), and on shutdown;
+  lane's sent records are acked, within ``FAASBUS_SHUTDOWN_GRACE``), and on shutdown;
 - a record read again (a crash before the commit, a rebalance) gives the same ``Nats-Msg-Id`` and
   call id (:mod:`.records`), so it is dropped as a duplicate instead of running twice.
 
@@ -44,7 +50,7 @@ from aiokafka.helpers import create_ssl_context
 from faasbus.connectors.kafka.lanes import Lane
 from faasbus.connectors.kafka.records import record_event
 from faasbus.connectors.kafka.settings import KafkaSettings, is_kafka_topic
-from faasbus.connectors.sdk import ConnectorContext, SourceEvent
+from faasbus.connectors.sdk import ConnectorContext, Sent, SourceEvent
 
 __all__ = ["KafkaSource"]
 
@@ -265,13 +271,14 @@ class KafkaSource:
     def _lane(self, tp: TopicPartition) -> Lane:
         lane = self._lanes.get(tp)
         if lane is None:
-            lane = Lane(f"{tp.topic}/{tp.partition}", self._hand_off,
+            publisher = self._ctx.publisher
+            lane = Lane(f"{tp.topic}/{tp.partition}", self._send, publisher.confirm,
                         window=self._settings.partition_window, freed=self._freed)  # fmt: skip
             self._lanes[tp] = lane
         return lane
 
-    async def _hand_off(self, record: ConsumerRecord) -> None:
-        await self._ctx.publisher.hand_off(_event(record))
+    async def _send(self, record: ConsumerRecord) -> Sent:
+        return await self._ctx.publisher.send(_event(record))
 
     async def _read(self) -> None:
         while not self._stopping:

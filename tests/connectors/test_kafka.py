@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from faasbus.bus import (
+    Bus,
     BusSettings,
     Invocation,
     NatsServer,
@@ -25,6 +27,8 @@ from faasbus.bus import (
     names,
 )
 from faasbus.connectors.kafka import KafkaSettings, record_event
+from faasbus.connectors.kafka.lanes import Lane
+from faasbus.connectors.sdk import Handoff, Sent, SourceEvent
 from tests.connectors.conftest import StartConnector
 from tests.connectors.contract import ConnectorContract
 from tests.connectors.helpers import Call, Functions
@@ -101,8 +105,8 @@ async def test_5000_records_over_4_partitions_each_run_exactly_once(
     topic, count = f"t-{unique_name}", 5000
     await create_topic(kafka.brokers, topic, partitions=4)
     await functions.deploy(unique_name, topic=topic)
-    await start_connector("kafka", broker_hosts=kafka.brokers, group=f"g-{unique_name}",
-                          FAASBUS_KAFKA_PARTITION_WINDOW="16")  # fmt: skip
+    # Default settings: a pipelined window per partition, call records on.
+    await start_connector("kafka", broker_hosts=kafka.brokers, group=f"g-{unique_name}")
     await produce(kafka.brokers, topic, _records("k", count))
     await functions.wait_calls(unique_name, count, timeout=100)
     await asyncio.sleep(1.0)  # a duplicate would have run by now
@@ -232,10 +236,11 @@ async def test_headers_keys_and_content_type_reach_the_function(
     assert await committed(kafka.brokers, f"g-{unique_name}", topic, 0) == 2
 
 
-@pytest.mark.parametrize("window", ["1", "16"])
+@pytest.mark.parametrize("window", ["1", "default"])
 async def test_invocations_of_a_partition_reach_the_bus_in_offset_order(
     kafka: Tansu, start_connector: StartConnector, unique_name: str, tmp_path: Path, window: str
 ) -> None:
+    # "default": the pipelined default window (several records of a partition in flight).
     # Its own bus and no worker: FAAS_INVOKE keeps the invocations in the order they arrived.
     server = NatsServer(NatsServerOptions(store_dir=tmp_path / "bus")).start()
     try:
@@ -250,9 +255,9 @@ async def test_invocations_of_a_partition_reach_the_bus_in_offset_order(
             key = names.function_key(names.DEFAULT_NAMESPACE, unique_name)
             await functions.put(key, json.dumps(record).encode())
             await produce(kafka.brokers, topic, _records("k", count))
+            windowed = {} if window == "default" else {"FAASBUS_KAFKA_PARTITION_WINDOW": window}
             await start_connector("kafka", url=server.url, broker_hosts=kafka.brokers,
-                                  group=f"g-{unique_name}",
-                                  FAASBUS_KAFKA_PARTITION_WINDOW=window)  # fmt: skip
+                                  group=f"g-{unique_name}", **windowed)  # fmt: skip
             subject = names.invoke_subject(names.DEFAULT_NAMESPACE, unique_name)
             sub = await bus.js.pull_subscribe(subject, durable=f"order-{unique_name}")
             seen: list[Invocation] = []
@@ -270,6 +275,115 @@ async def test_invocations_of_a_partition_reach_the_bus_in_offset_order(
     for partition in offsets.values():
         assert partition == list(range(len(partition))), "out of offset order"
     assert sum(map(len, offsets.values())) == count
+
+
+async def _stored_count(bus: Bus, subject: str) -> int:
+    info = await bus.js.stream_info(names.INVOKE_STREAM, subjects_filter=subject)
+    return (info.state.subjects or {}).get(subject, 0)
+
+
+async def test_publishes_lost_with_the_bus_mid_window_are_republished_once_each(
+    kafka: Tansu, start_connector: StartConnector, unique_name: str, tmp_path: Path
+) -> None:
+    """The bus restarts while windows of publishes are in flight: the lost ones time out and are
+    republished; FAAS_INVOKE ends with every record exactly once (Nats-Msg-Id dedupe), no record
+    overtaken by one a window or more after it, and every offset committed."""
+    store = tmp_path / "bus"
+    server = NatsServer(NatsServerOptions(store_dir=store)).start()
+    topic, count, window = f"t-{unique_name}", 3000, KafkaSettings().partition_window
+    subject = names.invoke_subject(names.DEFAULT_NAMESPACE, unique_name)
+    try:
+        settings = BusSettings(nats_url=server.url, connect_wait_s=10)
+        async with await connect(settings, name="republish-test") as bus:
+            await declare_bus(bus.js, settings)
+            await create_topic(kafka.brokers, topic, partitions=2)
+            functions = await bus.js.key_value(names.FUNCTIONS_BUCKET)
+            record = {"service": unique_name, "namespace": names.DEFAULT_NAMESPACE,
+                      "annotations": {"topic": topic}}  # fmt: skip
+            key = names.function_key(names.DEFAULT_NAMESPACE, unique_name)
+            await functions.put(key, json.dumps(record).encode())
+        await produce(kafka.brokers, topic, _records("k", count))
+        connector = await start_connector(
+            "kafka", url=server.url, broker_hosts=kafka.brokers, group=f"g-{unique_name}",
+            FAASBUS_PUBLISH_TIMEOUT="1s", FAASBUS_PUBLISH_RETRY_MAX="500ms",
+        )  # fmt: skip
+        async with await connect(settings, name="republish-test") as bus:
+            for _ in range(600):
+                if await _stored_count(bus, subject) >= 200:
+                    break
+                await asyncio.sleep(0.02)
+        # Mid-stream: the server goes away with publishes in flight, and comes back (same
+        # port, same store) only once the connector noticed that publishes fail.
+        server.stop()
+        await connector.wait_event("bus_publish_failing", timeout=30)
+        server = NatsServer(NatsServerOptions(store_dir=store, port=server.port)).start()
+        await connector.wait_event("kafka_lane_republished", timeout=30)
+        async with await connect(settings, name="republish-test") as bus:
+            for _ in range(1500):
+                if await _stored_count(bus, subject) >= count:
+                    break
+                await asyncio.sleep(0.02)
+            assert await connector.terminate() == 0
+            sub = await bus.js.pull_subscribe(subject, durable=f"check-{unique_name}")
+            seen: list[Invocation] = []
+            with contextlib.suppress(TimeoutError):  # read until nothing is left
+                while True:
+                    for msg in await sub.fetch(500, timeout=2):
+                        seen.append(Invocation.from_message(msg.headers, msg.data))
+                        await msg.ack()
+    finally:
+        server.stop()
+    offsets: dict[str, list[int]] = {}
+    for inv in seen:
+        found = dict(inv.headers)
+        offsets.setdefault(found["X-Kafka-Partition"], []).append(int(found["X-Kafka-Offset"]))
+    assert sum(map(len, offsets.values())) == count, "a record was lost or stored twice"
+    for partition, stored in offsets.items():
+        assert sorted(stored) == list(range(len(stored))), f"partition {partition}"
+        highest = -1
+        for offset in stored:
+            assert highest < offset + window, f"{offset} overtaken by {highest} in {partition}"
+            highest = max(highest, offset)
+        assert await committed(kafka.brokers, f"g-{unique_name}", topic, int(partition)) == len(
+            stored
+        )
+
+
+@dataclass
+class _Record:
+    offset: int
+
+
+async def test_a_lane_sends_nothing_new_after_a_republish_until_its_window_is_confirmed() -> None:
+    trace: list[tuple[str, int]] = []
+
+    async def send(record: _Record) -> Sent:
+        trace.append(("send", record.offset))
+        return Sent(SourceEvent("t", event_id=str(record.offset)), (), (), 0.0)
+
+    async def confirm(sent: Sent) -> Handoff:
+        offset = int(sent.event.event_id)
+        trace.append(("confirm", offset))
+        await asyncio.sleep(0)
+        return Handoff(sent.event, (), republished=1 if offset == 2 else 0)
+
+    freed: list[int] = []
+    lane = Lane("t/0", send, confirm, window=4, freed=freed.append)
+    lane.feed([_Record(i) for i in range(10)])
+    for _ in range(1000):
+        if lane.committable == 10:
+            break
+        await asyncio.sleep(0)
+    await lane.drain(1.0)
+    assert lane.committable == 10
+    assert sum(freed) == 10
+    assert [o for kind, o in trace if kind == "send"] == list(range(10))
+    assert [o for kind, o in trace if kind == "confirm"] == list(range(10))
+    # Up to 4 sent before the first confirmation; after record 2 was republished, the records
+    # already sent (3, 4, 5) are all confirmed before anything new is sent.
+    assert trace[:5] == [("send", 0), ("send", 1), ("send", 2), ("send", 3), ("confirm", 0)]
+    after = trace[trace.index(("confirm", 2)) + 1 :]
+    assert after[:4] == [("confirm", 3), ("confirm", 4), ("confirm", 5), ("send", 6)]
 
 
 def test_record_ids_come_from_topic_partition_and_offset() -> None:
