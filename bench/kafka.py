@@ -8,12 +8,21 @@ one run, with a real ``python -m faasbus.connectors.kafka`` process on a 4-parti
    to the last (no worker running);
 2. hand-off of a live stream: once a warm-up record went through, from the first record
    produced until FAAS_INVOKE holds an invocation for every record (no worker running);
-   both with ``FAASBUS_KAFKA_PARTITION_WINDOW`` 1 (strict offset order, the default) and 16,
-   with and without ``queued`` call records;
+   each ``--windows`` value of ``FAASBUS_KAFKA_PARTITION_WINDOW`` (default: 1, strict order
+   even across failures, and the connector's default), with ``queued`` call records (the
+   default), and the default window without them;
 3. completed: the live stream through one queue worker to an echo replica (aiohttp, in this
    process), until the replica has seen every record.
 
-Usage: .venv/bin/python bench/kafka.py [--records 5000]
+Each run deploys its own function and topic and undeploys the function afterwards (a later
+run's connector, a new consumer group, would otherwise read every earlier topic again).
+
+Every variant runs ``--rounds`` times, interleaved, and the table shows the median and each
+run. ``--baseline PYTHONPATH`` adds the connector of an older tree (e.g. ``git archive`` of a
+commit, with a ``faasbus/`` folder of symlinks to its package folders) at its own defaults.
+
+Usage: .venv/bin/python bench/kafka.py [--records 5000] [--windows 1,64] [--rounds 2]
+       [--no-completed] [--baseline /tmp/old/pkg]
 Prints a table; stops everything it started.
 """
 
@@ -27,6 +36,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +60,7 @@ from faasbus.bus import (
     names,
     put_endpoint,
 )
+from faasbus.connectors.kafka import KafkaSettings
 
 NS = names.DEFAULT_NAMESPACE
 PARTITIONS = 4
@@ -124,7 +135,8 @@ async def produce(brokers: str, topic: str, records: int) -> None:
 
 async def run(
     bus: Bus, nats_url: str, brokers: str, records: int, tag: str, *,
-    window: int, record_calls: bool, worker: bool, backlog: bool = False,
+    window: int | None, record_calls: bool, worker: bool, backlog: bool = False,
+    pythonpath: str = "",
 ) -> float:  # fmt: skip
     function, topic = f"kafka-{tag}", f"bench-{tag}"
     admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
@@ -163,12 +175,14 @@ async def run(
     refresher = asyncio.create_task(refresh(), name="endpoint-refresher")
     env = {
         "FAASBUS_NATS_URL": nats_url, "broker_hosts": brokers, "group": f"g-{tag}",
-        "FAASBUS_KAFKA_PARTITION_WINDOW": str(window),
         "FAASBUS_CONNECTOR_RECORD_CALLS": "true" if record_calls else "false",
     }  # fmt: skip
+    if window is not None:  # None: the connector's default
+        env["FAASBUS_KAFKA_PARTITION_WINDOW"] = str(window)
+    connector_env = {**env, "PYTHONPATH": pythonpath} if pythonpath else env
     if backlog:  # a backlog to drain: timed from the first invocation on the bus to the last
         await produce(brokers, topic, records)
-    processes = [start("faasbus.connectors.kafka", env)]
+    processes = [start("faasbus.connectors.kafka", connector_env)]
     if worker:
         processes.append(start("faasbus.queue_worker", {**env, "max_inflight": "100"}))
     try:
@@ -198,6 +212,10 @@ async def run(
         for process in processes:
             stop(process)
         await runner.cleanup()
+    # Undeployed, or the next run's connector (a new group, reading from the oldest offset)
+    # would read this run's topic again for a function that is still subscribed to it.
+    kv_functions = await bus.js.key_value(names.FUNCTIONS_BUCKET)
+    await kv_functions.delete(names.function_key(NS, function))
     await bus.js.purge_stream(names.INVOKE_STREAM, subject=names.invoke_subject(NS, function))
     return (records - (0 if backlog else 1)) / elapsed
 
@@ -214,8 +232,20 @@ async def produce_only(brokers: str, records: int) -> float:
     return records / (time.perf_counter() - started)
 
 
-async def main(records: int) -> None:
+async def main(
+    records: int, windows: list[int], rounds: int, completed: bool, baseline: str
+) -> None:
+    default = KafkaSettings().partition_window
     tansu, brokers = start_tansu()
+    rows: list[tuple[str, list[float]]] = []
+
+    def row(label: str) -> list[float]:
+        for name, rates in rows:
+            if name == label:
+                return rates
+        rows.append((label, []))
+        return rows[-1][1]
+
     try:
         with tempfile.TemporaryDirectory() as store:
             server = NatsServer(NatsServerOptions(store_dir=Path(store))).start()
@@ -224,39 +254,70 @@ async def main(records: int) -> None:
                 async with await connect(settings, name="bench") as bus:
                     await declare_bus(bus.js, settings)
                     url = server.url
-                    rows = [
-                        ("producer alone (reference): records acked by tansu",
-                         await produce_only(brokers, records)),
-                        ("backlog drain, window 1 (strict order), call records",
-                         await run(bus, url, brokers, records, "b1", window=1,
-                                   record_calls=True, worker=False, backlog=True)),
-                        ("backlog drain, window 16, call records",
-                         await run(bus, url, brokers, records, "b16", window=16,
-                                   record_calls=True, worker=False, backlog=True)),
-                        ("hand-off, window 1 (strict order), call records",
-                         await run(bus, url, brokers, records, "w1", window=1,
-                                   record_calls=True, worker=False)),
-                        ("hand-off, window 16, call records",
-                         await run(bus, url, brokers, records, "w16", window=16,
-                                   record_calls=True, worker=False)),
-                        ("hand-off, window 16, no call records",
-                         await run(bus, url, brokers, records, "w16n", window=16,
-                                   record_calls=False, worker=False)),
-                        ("completed: window 16 + 1 queue worker -> echo ran",
-                         await run(bus, url, brokers, records, "done", window=16,
-                                   record_calls=True, worker=True)),
-                    ]  # fmt: skip
+                    row("producer alone (reference): records acked by tansu").append(
+                        await produce_only(brokers, records)
+                    )
+                    # Variants interleaved, round after round, so load changes hit them alike.
+                    for n in range(rounds):
+                        if baseline:  # the code before a change, with its own defaults
+                            for backlog in (True, False):
+                                kind = "backlog drain" if backlog else "hand-off (live)"
+                                row(f"{kind}, BASELINE code, its defaults").append(
+                                    await run(bus, url, brokers, records, f"r{n}-base-{backlog:d}",
+                                              window=None, record_calls=True, worker=False,
+                                              backlog=backlog, pythonpath=baseline)
+                                )  # fmt: skip
+                        for window in windows:
+                            name = f"{window}" + (" (default)" if window == default else "")
+                            for backlog in (True, False):
+                                kind = "backlog drain" if backlog else "hand-off (live)"
+                                tag = f"r{n}-{window}-{backlog:d}"
+                                row(f"{kind}, window {name}, call records").append(
+                                    await run(bus, url, brokers, records, tag, window=window,
+                                              record_calls=True, worker=False, backlog=backlog)
+                                )  # fmt: skip
+                        row(f"hand-off (live), window {default}, no call records").append(
+                            await run(bus, url, brokers, records, f"r{n}-nr", window=default,
+                                      record_calls=False, worker=False)
+                        )  # fmt: skip
+                    if completed:
+                        row(f"completed: window {default} + 1 queue worker -> echo ran").append(
+                            await run(bus, url, brokers, records, "done", window=default,
+                                      record_calls=True, worker=True)
+                        )  # fmt: skip
             finally:
                 server.stop()
     finally:
         stop(tansu)
-    print(f"{'measure (' + str(records) + ' records, 4 partitions)':<56} {'records/s':>10}")
-    for label, rate in rows:
-        print(f"{label:<56} {rate:>10.0f}")
+    load = os.getloadavg()
+    print(
+        f"{records} records, 4 partitions; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(f"{'measure (records/s)':<58} {'median':>8}  runs")
+    for label, rates in rows:
+        runs = " ".join(f"{rate:.0f}" for rate in rates)
+        print(f"{label:<58} {statistics.median(rates):>8.0f}  {runs}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=5000)
+    parser.add_argument(
+        "--windows",
+        default=f"1,{KafkaSettings().partition_window}",
+        help="FAASBUS_KAFKA_PARTITION_WINDOW values to compare (comma list)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each variant, interleaved")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        metavar="PYTHONPATH",
+        help="also run the connector from this PYTHONPATH (an older faasbus laid "
+        "out as a package) with its defaults, for a before/after table",
+    )
+    parser.add_argument("--no-completed", action="store_true",
+                        help="skip the run through a queue worker")  # fmt: skip
+    args = parser.parse_args()
     configure_logging("bench", level="warning")
-    asyncio.run(main(parser.parse_args().records))
+    windows = [int(w) for w in args.windows.split(",")]
+    asyncio.run(main(args.records, windows, args.rounds, not args.no_completed, args.baseline))
