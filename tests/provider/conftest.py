@@ -40,7 +40,8 @@ def provider(nats_url: str, state_dir: Path) -> Iterator[ProviderProcess]:
     try:
         yield running
     finally:
-        assert running.stop() == 0
+        code = running.stop()
+        assert code == 0, f"provider exited {code} after SIGTERM:\n{running.log_text[-6000:]}"
         assert_clean_log(running)
 
 
