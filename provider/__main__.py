@@ -10,6 +10,8 @@ serves, once it does.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import io
 import os
 import signal
 import sys
@@ -40,8 +42,25 @@ async def serve(settings: ProviderSettings, stop: asyncio.Event) -> None:
         await stop.wait()
         log.info("provider_stopping")
     finally:
-        await runner.cleanup()
+        reporter = asyncio.create_task(_report_slow_stop(settings.stop_grace_s + 10))
+        try:
+            await runner.cleanup()
+        finally:
+            reporter.cancel()
     log.info("provider_stopped")
+
+
+async def _report_slow_stop(after_s: float) -> None:
+    """Log what a stop that outlasts its bounds still waits for (every bound is finite, so this
+    names a bug), and arm a dump of every thread's stack for a hang outside the event loop."""
+    faulthandler.dump_traceback_later(after_s + 15)
+    await asyncio.sleep(after_s)
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        stack = io.StringIO()
+        task.print_stack(limit=8, file=stack)
+        log.warning("provider_stop_slow", task=task.get_name(), stack=stack.getvalue())
 
 
 async def _main(settings: ProviderSettings) -> None:
@@ -57,6 +76,7 @@ def main() -> None:
     try:
         settings = ProviderSettings.from_env(os.environ)
         asyncio.run(_main(settings))
+        faulthandler.cancel_dump_traceback_later()
     except SettingsError as exc:
         print(f"faasbus-provider: {exc}", file=sys.stderr)  # noqa: T201
         sys.exit(2)
