@@ -236,6 +236,24 @@ async def test_headers_keys_and_content_type_reach_the_function(
     assert await committed(kafka.brokers, f"g-{unique_name}", topic, 0) == 2
 
 
+async def _subscribe(bus: Bus, function: str, topic: str) -> None:
+    """Store ``function`` subscribed to ``topic``, as the provider would."""
+    functions = await bus.js.key_value(names.FUNCTIONS_BUCKET)
+    record = {"service": function, "namespace": names.DEFAULT_NAMESPACE,
+              "annotations": {"topic": topic}}  # fmt: skip
+    key = names.function_key(names.DEFAULT_NAMESPACE, function)
+    await functions.put(key, json.dumps(record).encode())
+
+
+def _offsets_by_partition(seen: list[Invocation]) -> dict[str, list[int]]:
+    """The Kafka offsets of ``seen`` per partition, in the order they were stored."""
+    offsets: dict[str, list[int]] = {}
+    for inv in seen:
+        found = dict(inv.headers)
+        offsets.setdefault(found["X-Kafka-Partition"], []).append(int(found["X-Kafka-Offset"]))
+    return offsets
+
+
 @pytest.mark.parametrize("window", ["1", "default"])
 async def test_invocations_of_a_partition_reach_the_bus_in_offset_order(
     kafka: Tansu, start_connector: StartConnector, unique_name: str, tmp_path: Path, window: str
@@ -249,11 +267,7 @@ async def test_invocations_of_a_partition_reach_the_bus_in_offset_order(
             await declare_bus(bus.js, settings)
             topic, count = f"t-{unique_name}", 400
             await create_topic(kafka.brokers, topic, partitions=2)
-            functions = await bus.js.key_value(names.FUNCTIONS_BUCKET)
-            record = {"service": unique_name, "namespace": names.DEFAULT_NAMESPACE,
-                      "annotations": {"topic": topic}}  # fmt: skip
-            key = names.function_key(names.DEFAULT_NAMESPACE, unique_name)
-            await functions.put(key, json.dumps(record).encode())
+            await _subscribe(bus, unique_name, topic)
             await produce(kafka.brokers, topic, _records("k", count))
             windowed = {} if window == "default" else {"FAASBUS_KAFKA_PARTITION_WINDOW": window}
             await start_connector("kafka", url=server.url, broker_hosts=kafka.brokers,
@@ -267,10 +281,7 @@ async def test_invocations_of_a_partition_reach_the_bus_in_offset_order(
                     await msg.ack()
     finally:
         server.stop()
-    offsets: dict[str, list[int]] = {}
-    for inv in seen:
-        found = dict(inv.headers)
-        offsets.setdefault(found["X-Kafka-Partition"], []).append(int(found["X-Kafka-Offset"]))
+    offsets = _offsets_by_partition(seen)
     assert sorted(offsets) == ["0", "1"]
     for partition in offsets.values():
         assert partition == list(range(len(partition))), "out of offset order"
@@ -297,11 +308,7 @@ async def test_publishes_lost_with_the_bus_mid_window_are_republished_once_each(
         async with await connect(settings, name="republish-test") as bus:
             await declare_bus(bus.js, settings)
             await create_topic(kafka.brokers, topic, partitions=2)
-            functions = await bus.js.key_value(names.FUNCTIONS_BUCKET)
-            record = {"service": unique_name, "namespace": names.DEFAULT_NAMESPACE,
-                      "annotations": {"topic": topic}}  # fmt: skip
-            key = names.function_key(names.DEFAULT_NAMESPACE, unique_name)
-            await functions.put(key, json.dumps(record).encode())
+            await _subscribe(bus, unique_name, topic)
         await produce(kafka.brokers, topic, _records("k", count))
         connector = await start_connector(
             "kafka", url=server.url, broker_hosts=kafka.brokers, group=f"g-{unique_name}",
@@ -333,10 +340,7 @@ async def test_publishes_lost_with_the_bus_mid_window_are_republished_once_each(
                         await msg.ack()
     finally:
         server.stop()
-    offsets: dict[str, list[int]] = {}
-    for inv in seen:
-        found = dict(inv.headers)
-        offsets.setdefault(found["X-Kafka-Partition"], []).append(int(found["X-Kafka-Offset"]))
+    offsets = _offsets_by_partition(seen)
     assert sum(map(len, offsets.values())) == count, "a record was lost or stored twice"
     for partition, stored in offsets.items():
         assert sorted(stored) == list(range(len(stored))), f"partition {partition}"
