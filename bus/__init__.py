@@ -33,6 +33,7 @@ from faasbus.bus.kvread import current_entries, current_keys
 from faasbus.bus.logs import configure_logging
 from faasbus.bus.server import NatsServer, NatsServerOptions, find_nats_server, free_port
 from faasbus.bus.settings import Env, SettingsError, parse_bool, parse_duration
+from faasbus.bus.tasks import cancel_and_wait
 from faasbus.bus.version import VERSION
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "ScaleUpReply",
     "ScaleUpRequest",
     "SettingsError",
+    "cancel_and_wait",
     "check_callback_url",
     "check_resolved",
     "configure_logging",

@@ -31,6 +31,7 @@ from faasbus.bus import names
 from faasbus.bus.connection import Bus
 from faasbus.bus.errors import BusError, BusUnavailable
 from faasbus.bus.kvwatch import follow_bucket
+from faasbus.bus.tasks import cancel_and_wait
 
 __all__ = [
     "SCALE_UP_QUEUE",
@@ -177,9 +178,7 @@ class EndpointTable:
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
         for entry in self._functions.values():
             if entry.scale_up is not None and not entry.scale_up.done():
                 entry.scale_up.cancel()

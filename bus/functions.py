@@ -22,6 +22,7 @@ from faasbus.bus import names
 from faasbus.bus.connection import Bus
 from faasbus.bus.kvread import current_entries
 from faasbus.bus.kvwatch import follow_bucket
+from faasbus.bus.tasks import cancel_and_wait
 
 __all__ = ["FunctionCatalog"]
 
@@ -71,11 +72,7 @@ class FunctionCatalog:
 
     async def __aexit__(self, *exc_info: object) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
 
     def _notify(self) -> None:
         for listener in self._listeners:

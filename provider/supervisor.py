@@ -30,7 +30,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.kv import KeyValue
 
-from faasbus.bus import SCALE_UP_QUEUE, SCALE_UP_SUBJECT, ScaleUpReply, names
+from faasbus.bus import SCALE_UP_QUEUE, SCALE_UP_SUBJECT, ScaleUpReply, cancel_and_wait, names
 from faasbus.provider.bundles import load_bundle
 from faasbus.provider.errors import ImageNotBuilt, SecretMissing
 from faasbus.provider.launch import ReplicaSpec, replica_spec
@@ -102,11 +102,7 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 await self._subscription.unsubscribe()
             self._subscription = None
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         runtimes = list(self.runtimes.values())
         await asyncio.gather(*(runtime.close() for runtime in runtimes), return_exceptions=True)

@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 
 from faasbus.bus import Bus, Endpoint, names
-from tests.provider.helpers import HANDLER_ECHO_HTTP, Functions, build
+from tests.provider.conftest import assert_clean_log
+from tests.provider.helpers import HANDLER_ECHO_HTTP, Functions, ProviderProcess, build
 
 
 def _alive(pid: int) -> bool:
@@ -148,3 +149,14 @@ async def test_orphans_of_a_dead_provider_are_stopped(
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
+
+
+def test_a_provider_stopped_right_after_it_started_exits_cleanly(
+    nats_url: str, tmp_path: Path
+) -> None:
+    # A stop while the store watch is still being set up used to wait out the bus drain (a
+    # subscription queue nobody reads never empties) and log a traceback when that was cut short.
+    for round_ in range(5):
+        provider = ProviderProcess(nats_url, tmp_path / f"state-{round_}").start()
+        assert provider.stop() == 0, provider.log_text[-4000:]
+        assert_clean_log(provider)
