@@ -10,6 +10,7 @@ forever and publishes fail fast with :class:`BusUnavailable` while the server is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -99,14 +100,20 @@ class Bus:
         return self.nc.is_connected
 
     async def close(self) -> None:
+        """Flush what was published (bounded), then close.
+
+        Not nats-py's ``drain()``: it waits for every subscription's queue to empty, and a queue
+        nobody reads (a KV watch cancelled while it was being set up, at a stop right after a
+        start) never does, so a stop took the whole drain timeout and, cancelled, logged a
+        traceback. Everything that must not be lost here is acknowledged before the service
+        stops (JetStream publishes and KV writes are awaited, pulled messages acked or left for
+        redelivery), so what is left to do is flush the outgoing buffer.
+        """
         if self.nc.is_closed:
             return
-        try:
-            # Bounded: nats-py's drain waits up to 30 s by default, longer than a supervisor's
-            # patience between SIGTERM and SIGKILL.
-            await asyncio.wait_for(self.nc.drain(), 5.0)
-        except (TimeoutError, nats.errors.Error, OSError):
-            await self.nc.close()
+        with contextlib.suppress(TimeoutError, nats.errors.Error, OSError):
+            await asyncio.wait_for(self.nc.flush(), 5.0)
+        await self.nc.close()
 
     async def __aenter__(self) -> Self:
         return self
