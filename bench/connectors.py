@@ -18,24 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nats
-from aiohttp import web
+from common import NS, EchoReplica, deploy, start_service, stop_process, stored
 
 from faasbus.bus import (
     Bus,
     BusSettings,
     CallStore,
-    Endpoint,
     FunctionCatalog,
     NatsServer,
     NatsServerOptions,
@@ -43,7 +36,6 @@ from faasbus.bus import (
     connect,
     declare_bus,
     names,
-    put_endpoint,
 )
 from faasbus.connectors.sdk import (
     ConnectorMetrics,
@@ -52,42 +44,6 @@ from faasbus.connectors.sdk import (
     SourceEvent,
     TopicMap,
 )
-
-NS = names.DEFAULT_NAMESPACE
-
-
-def start(module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", module], env={**os.environ, **env},
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if b"ready" not in line:
-        raise RuntimeError(f"{module} did not start: {line!r}")
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def deploy(bus: Bus, function: str, topic: str) -> None:
-    kv = await bus.js.key_value(names.FUNCTIONS_BUCKET)
-    record = {"service": function, "namespace": NS, "annotations": {"topic": topic}}
-    await kv.put(names.function_key(NS, function), json.dumps(record).encode())
-
-
-async def stored(bus: Bus, function: str) -> int:
-    subject = names.invoke_subject(NS, function)
-    info = await bus.js.stream_info(names.INVOKE_STREAM, subjects_filter=subject)
-    return (info.state.subjects or {}).get(subject, 0)
 
 
 async def sdk_handoff(bus: Bus, events: int, concurrency: int, record: bool, tag: str) -> float:
@@ -120,57 +76,27 @@ async def nats_connector(bus: Bus, url: str, events: int, *, worker: bool) -> fl
     tag = "done" if worker else "handoff"
     function, subject = f"nats-{tag}", f"bench.{tag}"
     await deploy(bus, function, subject)
-    seen = 0
-    all_seen = asyncio.Event()
-
-    async def echo(request: web.Request) -> web.Response:
-        nonlocal seen
-        seen += 1
-        if seen >= events:
-            all_seen.set()
-        return web.Response(body=await request.read())
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    kv = await bus.js.key_value(names.ENDPOINTS_BUCKET)
-    endpoint = Endpoint(NS, function, "r1", f"http://127.0.0.1:{port}", ready=True)
-    await put_endpoint(kv, endpoint)
-
-    async def refresh() -> None:  # an endpoint counts only while refreshed, as a provider does
-        while True:
-            await asyncio.sleep(BusSettings().endpoint_ttl_s / 3)
-            await put_endpoint(kv, endpoint)
-
-    refresher = asyncio.create_task(refresh(), name="endpoint-refresher")
     env = {"FAASBUS_NATS_URL": url}
-    processes = [start("faasbus.connectors.nats", env)]
-    if worker:
-        processes.append(start("faasbus.queue_worker", {**env, "max_inflight": "100"}))
-    source = await nats.connect(url)
-    try:
-        started = time.perf_counter()
-        for i in range(events):
-            await source.publish(subject, str(i).encode())
-        await source.flush()
+    async with EchoReplica(bus, function, events) as replica:
+        processes = [start_service("faasbus.connectors.nats", env)]
         if worker:
-            await asyncio.wait_for(all_seen.wait(), timeout=300)
-        else:
-            while await stored(bus, function) < events:
-                await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - started
-    finally:
-        await source.close()
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
-        for process in processes:
-            stop(process)
-        await runner.cleanup()
+            processes.append(start_service("faasbus.queue_worker", {**env, "max_inflight": "100"}))
+        source = await nats.connect(url)
+        try:
+            started = time.perf_counter()
+            for i in range(events):
+                await source.publish(subject, str(i).encode())
+            await source.flush()
+            if worker:
+                await asyncio.wait_for(replica.all_seen.wait(), timeout=300)
+            else:
+                while await stored(bus, function) < events:
+                    await asyncio.sleep(0.02)
+            elapsed = time.perf_counter() - started
+        finally:
+            await source.close()
+            for process in processes:
+                stop_process(process)
     await bus.js.purge_stream(names.INVOKE_STREAM, subject=names.invoke_subject(NS, function))
     return events / elapsed
 

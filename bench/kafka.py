@@ -32,25 +32,21 @@ import argparse
 import asyncio
 import contextlib
 import importlib.resources
-import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from common import NS, EchoReplica, deploy, start_service, stop_process, stored
 
 from faasbus.bus import (
     Bus,
     BusSettings,
-    Endpoint,
     NatsServer,
     NatsServerOptions,
     configure_logging,
@@ -58,34 +54,10 @@ from faasbus.bus import (
     declare_bus,
     free_port,
     names,
-    put_endpoint,
 )
 from faasbus.connectors.kafka import KafkaSettings
 
-NS = names.DEFAULT_NAMESPACE
 PARTITIONS = 4
-
-
-def start(module: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", module], env={**os.environ, **env},
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if b"ready" not in line:
-        raise RuntimeError(f"{module} did not start: {line!r}")
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
@@ -102,21 +74,9 @@ def start_tansu() -> tuple[subprocess.Popen[bytes], str]:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
             return process, f"127.0.0.1:{port}"
         if time.monotonic() > deadline:
-            stop(process)
+            stop_process(process)
             raise RuntimeError("tansu did not start")
         time.sleep(0.05)
-
-
-async def deploy(bus: Bus, function: str, topic: str) -> None:
-    kv = await bus.js.key_value(names.FUNCTIONS_BUCKET)
-    record = {"service": function, "namespace": NS, "annotations": {"topic": topic}}
-    await kv.put(names.function_key(NS, function), json.dumps(record).encode())
-
-
-async def stored(bus: Bus, function: str) -> int:
-    subject = names.invoke_subject(NS, function)
-    info = await bus.js.stream_info(names.INVOKE_STREAM, subjects_filter=subject)
-    return (info.state.subjects or {}).get(subject, 0)
 
 
 async def produce(brokers: str, topic: str, records: int) -> None:
@@ -146,33 +106,6 @@ async def run(
     finally:
         await admin.close()
     await deploy(bus, function, topic)
-    seen = 0
-    all_seen = asyncio.Event()
-
-    async def echo(request: web.Request) -> web.Response:
-        nonlocal seen
-        seen += 1
-        if seen >= records:
-            all_seen.set()
-        return web.Response(body=await request.read())
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", echo)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    kv = await bus.js.key_value(names.ENDPOINTS_BUCKET)
-    endpoint = Endpoint(NS, function, "r1", f"http://127.0.0.1:{port}", ready=True)
-    await put_endpoint(kv, endpoint)
-
-    async def refresh() -> None:  # endpoint records count only while refreshed (as a provider)
-        while True:
-            await asyncio.sleep(2)
-            await put_endpoint(kv, endpoint)
-
-    refresher = asyncio.create_task(refresh(), name="endpoint-refresher")
     env = {
         "FAASBUS_NATS_URL": nats_url, "broker_hosts": brokers, "group": f"g-{tag}",
         "FAASBUS_CONNECTOR_RECORD_CALLS": "true" if record_calls else "false",
@@ -182,36 +115,34 @@ async def run(
     connector_env = {**env, "PYTHONPATH": pythonpath} if pythonpath else env
     if backlog:  # a backlog to drain: timed from the first invocation on the bus to the last
         await produce(brokers, topic, records)
-    processes = [start("faasbus.connectors.kafka", connector_env)]
-    if worker:
-        processes.append(start("faasbus.queue_worker", {**env, "max_inflight": "100"}))
-    try:
-        started = time.perf_counter()
-        if backlog:
-            while (first := await stored(bus, function)) == 0:
-                await asyncio.sleep(0.005)
-            started = time.perf_counter()
-            records -= first
-        else:  # one warm-up record first: the timing starts with the consumer fetching
-            records += 1
-            await produce(brokers, topic, 1)
-            while seen == 0 and await stored(bus, function) == 0:
-                await asyncio.sleep(0.005)
-            started = time.perf_counter()
-            await produce(brokers, topic, records - 1)
+    async with EchoReplica(bus, function, records) as replica:
+        processes = [start_service("faasbus.connectors.kafka", connector_env)]
         if worker:
-            await asyncio.wait_for(all_seen.wait(), timeout=300)
-        else:
-            while await stored(bus, function) < records:
-                await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - started
-    finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
-        for process in processes:
-            stop(process)
-        await runner.cleanup()
+            processes.append(start_service("faasbus.queue_worker", {**env, "max_inflight": "100"}))
+        try:
+            started = time.perf_counter()
+            if backlog:
+                while (first := await stored(bus, function)) == 0:
+                    await asyncio.sleep(0.005)
+                started = time.perf_counter()
+                records -= first
+            else:  # one warm-up record first: the timing starts with the consumer fetching
+                records += 1
+                await produce(brokers, topic, 1)
+                while replica.seen == 0 and await stored(bus, function) == 0:
+                    await asyncio.sleep(0.005)
+                started = time.perf_counter()
+                await produce(brokers, topic, records - 1)
+            replica.target = records
+            if worker:
+                await asyncio.wait_for(replica.all_seen.wait(), timeout=300)
+            else:
+                while await stored(bus, function) < records:
+                    await asyncio.sleep(0.02)
+            elapsed = time.perf_counter() - started
+        finally:
+            for process in processes:
+                stop_process(process)
     # Undeployed, or the next run's connector (a new group, reading from the oldest offset)
     # would read this run's topic again for a function that is still subscribed to it.
     kv_functions = await bus.js.key_value(names.FUNCTIONS_BUCKET)
@@ -288,7 +219,7 @@ async def main(
             finally:
                 server.stop()
     finally:
-        stop(tansu)
+        stop_process(tansu)
     load = os.getloadavg()
     print(
         f"{records} records, 4 partitions; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aioboto3
+from common import NS, deploy, stop_process, stored
 
 from faasbus.bus import (
     Bus,
@@ -44,7 +43,6 @@ from faasbus.bus import (
     names,
 )
 
-NS = names.DEFAULT_NAMESPACE
 AWS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
 
 
@@ -64,16 +62,6 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
             return process, f"http://127.0.0.1:{port}"
     process.kill()
     raise RuntimeError("moto_server did not start")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def fill(sqs: Any, name: str, messages: int) -> str:
@@ -103,20 +91,12 @@ async def baseline(sqs: Any, messages: int) -> float:
     return messages / (time.perf_counter() - started)
 
 
-async def stored(bus: Bus, function: str) -> int:
-    subject = names.invoke_subject(NS, function)
-    info = await bus.js.stream_info(names.INVOKE_STREAM, subjects_filter=subject)
-    return (info.state.subjects or {}).get(subject, 0)
-
-
 async def connector(
     bus: Bus, sqs: Any, nats_url: str, endpoint: str, messages: int, batches: int
 ) -> float:
     queue = f"bench-connector-{batches}"
     url = await fill(sqs, queue, messages)
-    kv = await bus.js.key_value(names.FUNCTIONS_BUCKET)
-    record = {"service": "sqs-bench", "namespace": NS, "annotations": {"topic": queue}}
-    await kv.put(names.function_key(NS, "sqs-bench"), json.dumps(record).encode())
+    await deploy(bus, "sqs-bench", queue)
     await bus.js.purge_stream(names.INVOKE_STREAM, subject=names.invoke_subject(NS, "sqs-bench"))
     env = {**os.environ, **AWS, "FAASBUS_NATS_URL": nats_url, "AWS_ENDPOINT_URL_SQS": endpoint,
            "queue_url": url, "FAASBUS_LOG_LEVEL": "warning",
@@ -141,7 +121,7 @@ async def connector(
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - ready
     finally:
-        stop(process)
+        stop_process(process)
     print(f"(connector start-up: {ready - started:.2f} s, not counted)")
     return messages / elapsed
 
@@ -167,7 +147,7 @@ async def main(messages: int) -> None:
             finally:
                 server.stop()
     finally:
-        stop(moto)
+        stop_process(moto)
     print(f"{'measure':<60} {'messages/s':>10}")
     print(f"{'baseline: one aioboto3 loop, receive 10 + delete batch':<60} {raw:>10.0f}")
     for label, rate in (("1 batch at a time", one), ("4 batches at once (default)", ours)):
