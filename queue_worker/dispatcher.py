@@ -29,7 +29,7 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from faasbus.bus import FunctionCatalog, names
+from faasbus.bus import FunctionCatalog, cancel_and_wait, names
 from faasbus.queue_worker.handler import CallHandler
 
 __all__ = ["Dispatcher"]
@@ -189,22 +189,13 @@ class Dispatcher:
     async def stop(self) -> None:
         """Stop fetching, let in-flight calls finish within the grace, cancel the rest."""
         self._stopping.set()
-        loops = list(self._loops.values())
-        for loop in loops:
-            loop.cancel()
-        for loop in loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+        await cancel_and_wait(self._loops.values())
         if self._calls:
             log.info("draining", inflight=len(self._calls), grace_s=self._settings.shutdown_grace_s)
             _done, pending = await asyncio.wait(
                 set(self._calls), timeout=self._settings.shutdown_grace_s
             )
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(pending)
 
     def cancel_call(self, call_id: str) -> bool:
         """Abort a running call (DELETE /async-function/{id}); True if it was running here."""

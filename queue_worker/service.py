@@ -16,6 +16,7 @@ from faasbus.bus import (
     CallStore,
     EndpointTable,
     FunctionCatalog,
+    cancel_and_wait,
     connect,
     declare_bus,
     names,
@@ -90,8 +91,6 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event) -> None:
         finally:
             log.info("queue_worker_stopping")
             await dispatcher.stop()
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+            await cancel_and_wait([runner])
     log.info("queue_worker_stopped")
     sys.stdout.flush()

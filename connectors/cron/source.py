@@ -43,6 +43,7 @@ from faasbus.connectors.sdk import (
     FunctionRef,
     SourceEvent,
     TaskSet,
+    cancel_and_wait,
     invocation_ids,
 )
 
@@ -96,9 +97,7 @@ class CronSource:
     async def __aexit__(self, *exc_info: object) -> None:
         loop, self._loop = self._loop, None
         if loop is not None:
-            loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+            await cancel_and_wait([loop])
         await self._ticks.close(self._ctx.settings.shutdown_grace_s)
 
     async def _run(self) -> None:

@@ -50,7 +50,7 @@ from aiokafka.helpers import create_ssl_context
 from faasbus.connectors.kafka.lanes import Lane
 from faasbus.connectors.kafka.records import record_event
 from faasbus.connectors.kafka.settings import KafkaSettings, is_kafka_topic
-from faasbus.connectors.sdk import ConnectorContext, Sent, SourceEvent
+from faasbus.connectors.sdk import ConnectorContext, Sent, SourceEvent, cancel_and_wait
 
 __all__ = ["KafkaSource"]
 
@@ -130,16 +130,10 @@ class KafkaSource:
     async def __aexit__(self, *exc_info: object) -> None:
         follower, self._follower = self._follower, None
         if follower is not None:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            await cancel_and_wait([follower])
         # Stop intake, let started hand-offs finish within the grace period, commit, leave.
         self._stopping = True
-        for task in (self._reader, self._committer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(task for task in (self._reader, self._committer) if task is not None)
         self._reader = self._committer = None
         await self._drain(set(self._lanes), self._ctx.settings.shutdown_grace_s)
         consumer, self._consumer = self._consumer, None

@@ -34,7 +34,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from faasbus.bus import Bus, BusSettings, BusUnavailable, connect
+from faasbus.bus import Bus, BusSettings, BusUnavailable, cancel_and_wait, connect
 from faasbus.connectors.nats.replies import ack_reply, response_reply, unrouted_reply
 from faasbus.connectors.nats.settings import NatsSettings, is_plain_subject, is_reserved_subject
 from faasbus.connectors.sdk import (
@@ -103,9 +103,7 @@ class NatsSource:
     async def __aexit__(self, *exc_info: object) -> None:
         follower, self._follower = self._follower, None
         if follower is not None:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            await cancel_and_wait([follower])
         # Stop intake but hand off what NATS already delivered (drain), within the grace period.
         grace_s = self._ctx.settings.shutdown_grace_s
         subscriptions, self._subscriptions = self._subscriptions, {}

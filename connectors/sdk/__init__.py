@@ -20,7 +20,7 @@ from faasbus.connectors.sdk.runner import (
     run_connector,
 )
 from faasbus.connectors.sdk.settings import ConnectorSettings, HasCommonSettings
-from faasbus.connectors.sdk.tasks import TaskSet
+from faasbus.connectors.sdk.tasks import TaskSet, cancel_and_wait
 from faasbus.connectors.sdk.topics import TOPIC_ANNOTATION, TopicMap, build_topic_map, parse_topics
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "TaskSet",
     "TopicMap",
     "build_topic_map",
+    "cancel_and_wait",
     "invocation_ids",
     "main",
     "parse_topics",

@@ -9,13 +9,14 @@ intake → wait in-flight with a bound → cancel; STYLE.md "Async lifecycle").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
 import structlog
 
-__all__ = ["TaskSet"]
+from faasbus.bus import cancel_and_wait
+
+__all__ = ["TaskSet", "cancel_and_wait"]
 
 log = structlog.get_logger(__name__)
 
@@ -77,10 +78,6 @@ class TaskSet:
         pending = set(self._tasks)
         if pending and grace_s > 0:
             _done, pending = await asyncio.wait(pending, timeout=grace_s)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(pending)
         if pending:
             log.warning("tasks_cancelled_at_shutdown", task_set=self._name, count=len(pending))

@@ -41,7 +41,7 @@ import aioboto3
 import structlog
 from botocore.config import Config
 
-from faasbus.connectors.sdk import ConnectorContext, SourceEvent, TaskSet
+from faasbus.connectors.sdk import ConnectorContext, SourceEvent, TaskSet, cancel_and_wait
 from faasbus.connectors.sqs.settings import SqsSettings
 
 __all__ = ["SqsSource"]
@@ -96,9 +96,7 @@ class SqsSource:
     async def __aexit__(self, *exc_info: object) -> None:
         follower, self._follower = self._follower, None
         if follower is not None:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            await cancel_and_wait([follower])
         grace_s = self._ctx.settings.shutdown_grace_s
         pollers, self._pollers = list(self._pollers.values()), {}
         await asyncio.gather(*(poller.close(grace_s) for poller in pollers))
