@@ -15,6 +15,7 @@ import base64
 import http.client
 import json
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Self
 from urllib.parse import urlencode, urlsplit
@@ -48,14 +49,8 @@ class Response:
 
     def body(self) -> bytes:
         if self._body is None:
-            try:
+            with self._reading():
                 self._body = self._raw.read()
-            except (OSError, http.client.HTTPException) as exc:
-                raise GatewayUnreachable(
-                    f"lost the connection to {self.url} while reading: {exc}", url=self.url
-                ) from exc
-            finally:
-                self.close()
         return self._body
 
     def json(self) -> Any:
@@ -71,33 +66,13 @@ class Response:
 
     def chunks(self) -> Iterator[bytes]:
         """The body as it arrives (``read1``: whatever the server has flushed)."""
-        try:
-            while True:
-                chunk = self._raw.read1(_CHUNK)
-                if not chunk:
-                    return
-                yield chunk
-        except (OSError, http.client.HTTPException) as exc:
-            raise GatewayUnreachable(
-                f"lost the connection to {self.url} while reading: {exc}", url=self.url
-            ) from exc
-        finally:
-            self.close()
+        with self._reading():
+            yield from iter(lambda: self._raw.read1(_CHUNK), b"")
 
     def lines(self) -> Iterator[bytes]:
         """The body line by line as it arrives (NDJSON log streams)."""
-        try:
-            while True:
-                line = self._raw.readline()
-                if not line:
-                    return
-                yield line
-        except (OSError, http.client.HTTPException) as exc:
-            raise GatewayUnreachable(
-                f"lost the connection to {self.url} while reading: {exc}", url=self.url
-            ) from exc
-        finally:
-            self.close()
+        with self._reading():
+            yield from iter(self._raw.readline, b"")
 
     def check(self, *ok: int, what: str = "", not_found: str = "") -> Self:
         """Return self when the status is one of ``ok``; otherwise raise the mapped error.
@@ -128,6 +103,18 @@ class Response:
     def close(self) -> None:
         self._raw.close()
         self._connection.close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Read the body inside: a transport failure becomes GatewayUnreachable; close after."""
+        try:
+            yield
+        except (OSError, http.client.HTTPException) as exc:
+            raise GatewayUnreachable(
+                f"lost the connection to {self.url} while reading: {exc}", url=self.url
+            ) from exc
+        finally:
+            self.close()
 
 
 @dataclass(frozen=True)

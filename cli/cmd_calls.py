@@ -24,7 +24,7 @@ from faasbus.cli.context import AppContext, json_option, pass_app
 from faasbus.cli.errors import CliError, GatewayError, NotFoundError
 from faasbus.cli.output import console, print_json, print_pairs, write_bytes
 
-__all__ = ["DURATION", "GROUPS", "Duration", "calls", "dlq", "wait_and_print"]
+__all__ = ["DURATION", "GROUPS", "Duration", "calls", "dlq", "time_value", "wait_and_print"]
 
 _FINAL = frozenset({"succeeded", "failed", "dead", "cancelled"})
 _FIRST_POLL_S = 0.01
@@ -88,7 +88,7 @@ def _first_line(text: str) -> str:
     return lines[0][:300] if lines else ""
 
 
-def _time_value(raw: str, hint: str) -> str:
+def time_value(raw: str, hint: str) -> str:
     """RFC 3339 as given, or a duration (``10m``) turned into now minus it."""
     try:
         seconds = parse_duration(raw)
@@ -509,9 +509,9 @@ def redrive(
         raise click.UsageError("say what to redrive: SEQ, --function NAME or --since WHEN")
     selector.update(_filter_query(function, namespace))
     if since:
-        selector["since"] = _time_value(since, "--since")
+        selector["since"] = time_value(since, "--since")
     if until:
-        selector["until"] = _time_value(until, "--until")
+        selector["until"] = time_value(until, "--until")
     response = app.client().request("POST", "/system/dlq/redrive", json_body=selector)
     missing = f"dead letter {seq} not found" if seq is not None else ""
     response.check(202, 200, what="redrive dead letters", not_found=missing)

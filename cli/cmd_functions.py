@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
-from faasbus.bus.settings import parse_duration
 from faasbus.cli.build import BuildResult
 from faasbus.cli.client import GatewayClient
-from faasbus.cli.cmd_calls import DURATION, wait_and_print
+from faasbus.cli.cmd_calls import DURATION, time_value, wait_and_print
 from faasbus.cli.context import AppContext, json_option, namespace_option, pass_app
 from faasbus.cli.deploy import DeployResult, build_and_deploy
-from faasbus.cli.errors import CliError, GatewayError, NotFoundError
+from faasbus.cli.errors import GatewayError, NotFoundError
 from faasbus.cli.output import (
     print_json,
     print_pairs,
@@ -31,10 +29,9 @@ from faasbus.cli.output import (
     write_bytes,
 )
 from faasbus.cli.stack import load_stack
+from faasbus.cli.stack_options import filter_option, select_functions, stack_file_option
 
 __all__ = ["COMMANDS"]
-
-_STACK_HELP = "Stack file (faas-cli format)."
 
 
 def _not_found(name: str, namespace: str | None) -> str:
@@ -49,24 +46,14 @@ def _function_path(prefix: str, name: str, namespace: str | None, path: str) -> 
 
 
 @click.command()
-@click.option(
-    "-f",
-    "--yaml",
-    "stack_file",
-    default="stack.yml",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help=_STACK_HELP,
-)
-@click.option("--filter", "name_filter", metavar="GLOB", help="Only functions matching GLOB.")
+@stack_file_option()
+@filter_option
 @pass_app
 def deploy(app: AppContext, stack_file: Path, name_filter: str | None) -> None:
     """Build what needs building, then deploy (PUT, or POST when new) each function."""
     stack = load_stack(stack_file)
     settings = app.settings().with_stack_gateway(stack.gateway)
-    selected = stack.select(name_filter)
-    if not selected:
-        raise CliError(f"no function in {stack.path} matches --filter {name_filter!r}")
+    selected = select_functions(stack, name_filter)
 
     def built(result: BuildResult) -> None:
         if result.bundle is not None:
@@ -85,13 +72,7 @@ def deploy(app: AppContext, stack_file: Path, name_filter: str | None) -> None:
 
 @click.command()
 @click.argument("names", nargs=-1)
-@click.option(
-    "-f",
-    "--yaml",
-    "stack_file",
-    type=click.Path(path_type=Path),
-    help="Remove the functions of this stack file.",
-)
+@stack_file_option("Remove the functions of this stack file.", default=None)
 @click.option("--filter", "name_filter", metavar="GLOB", help="With -f: only matching functions.")
 @namespace_option
 @pass_app
@@ -303,23 +284,6 @@ def invoke(
         write_bytes(chunk)
 
 
-def _since_value(raw: str) -> str:
-    """RFC 3339 as given, or a duration (``10m``) turned into now minus it."""
-    try:
-        seconds = parse_duration(raw)
-    except ValueError:
-        try:
-            datetime.fromisoformat(raw)
-        except ValueError:
-            raise click.BadParameter(
-                f"{raw!r} is neither a duration (10m, 1h) nor an RFC 3339 time",
-                param_hint="--since",
-            ) from None
-        return raw
-    moment = datetime.now(UTC) - timedelta(seconds=seconds)
-    return moment.isoformat(timespec="seconds")
-
-
 def _log_line(raw: bytes) -> str | None:
     text = raw.decode("utf-8", errors="replace").strip()
     if not text:
@@ -365,7 +329,7 @@ def logs(
     if tail is not None:
         query["tail"] = str(tail)
     if since:
-        query["since"] = _since_value(since)
+        query["since"] = time_value(since, "--since")
     client = app.client(timeout_s=None if follow else 60.0)
     response = client.request("GET", "/system/logs", query=query)
     response.check(200, what=f"read logs of {name!r}", not_found=_not_found(name, namespace))

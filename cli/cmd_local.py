@@ -13,10 +13,10 @@ import click
 from faasbus.bus import configure_logging
 from faasbus.cli.build import BuildResult, build_functions
 from faasbus.cli.context import AppContext, pass_app
-from faasbus.cli.errors import CliError
 from faasbus.cli.launcher import UpSettings, default_stack_file, run_up
 from faasbus.cli.scaffold import scaffold_function
 from faasbus.cli.stack import TEMPLATE_LANGS, load_stack
+from faasbus.cli.stack_options import filter_option, select_functions, stack_file_option
 
 __all__ = ["COMMANDS"]
 
@@ -29,15 +29,7 @@ __all__ = ["COMMANDS"]
     required=True,
     help="Template to start from.",
 )
-@click.option(
-    "-f",
-    "--yaml",
-    "stack_file",
-    default="stack.yml",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Stack file to add the function to.",
-)
+@stack_file_option("Stack file to add the function to.")
 def new(name: str, lang: str, stack_file: Path) -> None:
     """Scaffold function NAME from a template and add it to the stack file."""
     result = scaffold_function(name, lang, stack_file)
@@ -53,23 +45,12 @@ def new(name: str, lang: str, stack_file: Path) -> None:
 
 
 @click.command()
-@click.option(
-    "-f",
-    "--yaml",
-    "stack_file",
-    default="stack.yml",
-    show_default=True,
-    type=click.Path(path_type=Path),
-    help="Stack file (faas-cli format).",
-)
-@click.option("--filter", "name_filter", metavar="GLOB", help="Only functions matching GLOB.")
+@stack_file_option()
+@filter_option
 @pass_app
 def build(app: AppContext, stack_file: Path, name_filter: str | None) -> None:
     """Build the template functions of a stack file into bundles in the state directory."""
-    stack = load_stack(stack_file)
-    selected = stack.select(name_filter)
-    if not selected:
-        raise CliError(f"no function in {stack.path} matches --filter {name_filter!r}")
+    selected = select_functions(load_stack(stack_file), name_filter)
 
     def report(result: BuildResult) -> None:
         if result.bundle is not None:
@@ -81,12 +62,8 @@ def build(app: AppContext, stack_file: Path, name_filter: str | None) -> None:
 
 
 @click.command()
-@click.option(
-    "-f",
-    "--yaml",
-    "stack_file",
-    type=click.Path(path_type=Path),
-    help="Stack file to deploy once up [default: examples/stack.yml if found].",
+@stack_file_option(
+    "Stack file to deploy once up [default: examples/stack.yml if found].", default=None
 )
 @click.option("--no-deploy", is_flag=True, help="Deploy nothing after start.")
 @click.option(
