@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from faasbus.gateway.forwarding import SMALL_BODY, BodyStream, copy_header_pairs, copy_headers
-from faasbus.gateway.upstream import ReplicaPool, UpstreamError
+from faasbus.gateway.upstream import ReplicaPool, UpstreamError, UpstreamResponse
 
 __all__ = ["Outgoing", "Replica", "Stamp", "via_aiohttp", "via_pool"]
 
@@ -110,25 +110,9 @@ async def via_pool(
     data = outgoing.wire(method, body)
     upstream = await pool.request(replica.host, replica.port, method, data, deadline=deadline)
     try:
-        status = upstream.status
-        length = upstream.content_length
-        if (
-            upstream.complete
-            or status in _NO_BODY_STATUS
-            or (length is not None and length <= SMALL_BODY)
-        ):
-            answer = await upstream.read()
-            response = web.Response(status=status, reason=upstream.reason)
-            copy_header_pairs(upstream.headers, response.headers)
-            stamp.apply(response.headers)
-            response.body = answer
-            return response
-        stream = web.StreamResponse(status=status, reason=upstream.reason)
-        copy_header_pairs(upstream.headers, stream.headers)
-        stamp.apply(stream.headers)
-        await stream.prepare(request)
-        await _relay(request, upstream.chunks(), stream, write_timeout_s)
-        return stream
+        whole = upstream.complete or _head_says_whole(upstream.status, upstream.content_length)
+        answer = await upstream.read() if whole else upstream.chunks()
+        return await _answer(request, upstream, answer, stamp, write_timeout_s)
     finally:
         upstream.release(pool, (replica.host, replica.port))
 
@@ -147,25 +131,54 @@ async def via_aiohttp(
     async with session.request(
         method, url, headers=outgoing.headers, data=payload, allow_redirects=False
     ) as upstream:
-        status = upstream.status
-        length = upstream.content_length
-        if (
-            method == "HEAD"
-            or status in _NO_BODY_STATUS
-            or (length is not None and length <= SMALL_BODY)
-        ):
-            answer = await upstream.read()
-            response = web.Response(status=status, reason=upstream.reason)
-            copy_headers(upstream.headers, response.headers)
-            stamp.apply(response.headers)
-            response.body = answer
-            return response
-        stream = web.StreamResponse(status=status, reason=upstream.reason)
-        copy_headers(upstream.headers, stream.headers)
-        stamp.apply(stream.headers)
-        await stream.prepare(request)
-        await _relay(request, upstream.content.iter_any(), stream, write_timeout_s)
-        return stream
+        whole = method == "HEAD" or _head_says_whole(upstream.status, upstream.content_length)
+        answer = await upstream.read() if whole else upstream.content.iter_any()
+        return await _answer(request, upstream, answer, stamp, write_timeout_s)
+
+
+def _head_says_whole(status: int, length: int | None) -> bool:
+    """Whether the answer's head says to send it whole: no body by its status, or a small one."""
+    return status in _NO_BODY_STATUS or (length is not None and length <= SMALL_BODY)
+
+
+async def _answer(
+    request: web.Request,
+    upstream: UpstreamResponse | aiohttp.ClientResponse,
+    answer: bytes | AsyncIterator[bytes],
+    stamp: Stamp,
+    write_timeout_s: float,
+) -> web.StreamResponse:
+    """Answer the client with the replica's status and headers, plus the gateway's stamp.
+
+    An answer read whole (``bytes``) goes out with a ``Content-Length``; an iterator is relayed
+    chunk by chunk as the replica produces it (:func:`_relay`).
+    """
+    if isinstance(answer, bytes):
+        response = web.Response(status=upstream.status, reason=upstream.reason)
+        _add_headers(upstream, response, stamp)
+        response.body = answer
+        return response
+    stream = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+    _add_headers(upstream, stream, stamp)
+    await stream.prepare(request)
+    await _relay(request, answer, stream, write_timeout_s)
+    return stream
+
+
+def _add_headers(
+    upstream: UpstreamResponse | aiohttp.ClientResponse,
+    response: web.StreamResponse,
+    stamp: Stamp,
+) -> None:
+    """Add the replica's end-to-end headers and the gateway's stamp to ``response``.
+
+    The pool gives the replica's headers as raw (name, value) pairs, aiohttp as a multidict.
+    """
+    if isinstance(upstream, UpstreamResponse):
+        copy_header_pairs(upstream.headers, response.headers)
+    else:
+        copy_headers(upstream.headers, response.headers)
+    stamp.apply(response.headers)
 
 
 async def _relay(

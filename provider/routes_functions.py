@@ -15,6 +15,7 @@ its image is built (or ``envProcess`` is set), that every secret it names exists
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from aiohttp import web
 
@@ -75,6 +76,19 @@ def _validate(request: web.Request, deployment: FunctionDeployment) -> ScaleBoun
     return bounds
 
 
+def _not_found(name: str, namespace: str) -> NotFound:
+    """The ``404`` for a function that is not stored."""
+    return NotFound(f"function {name} not found in {namespace}")
+
+
+async def _json_object(request: web.Request, fields: str) -> dict[str, Any]:
+    """The body as a JSON object; ``400`` naming the expected ``fields`` when it is not one."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise WireError("body", f"must be a JSON object with {fields}")
+    return body
+
+
 async def _deployment(request: web.Request) -> tuple[FunctionDeployment, ScaleBounds]:
     deployment = FunctionDeployment.from_wire(await read_json(request))
     return deployment, _validate(request, deployment)
@@ -88,42 +102,42 @@ async def list_functions(request: web.Request) -> web.Response:
     return web.json_response([status_of(s, services.supervisor).to_wire() for s in stored])
 
 
-@routes.post("/system/functions")
-async def deploy(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    deployment, bounds = await _deployment(request)
+async def _store_deployment(request: web.Request, *, create: bool) -> web.Response:
+    """Store the body's checked deployment and start applying it: ``202``.
 
-    def upsert(current: StoredFunction | None) -> StoredFunction:
-        if current is None:
-            return StoredFunction(deployment, bounds.initial, rfc3339_now())
-        return StoredFunction(deployment, bounds.clamp(current.replicas), current.created_at)
-
-    stored = await services.store.mutate(deployment.namespace, deployment.service, upsert)
-    services.supervisor.apply(stored)
-    return web.Response(status=202, text="")
-
-
-@routes.put("/system/functions")
-async def update(request: web.Request) -> web.Response:
+    A stored function keeps its creation time and its replica count, clamped to the new scale
+    labels. One not stored yet starts at its initial count when ``create`` (deploy), else is a
+    ``404`` (update).
+    """
     services = request.app[SERVICES]
     deployment, bounds = await _deployment(request)
 
     def change(current: StoredFunction | None) -> StoredFunction:
-        if current is None:
-            raise NotFound(f"function {deployment.service} not found in {deployment.namespace}")
-        return StoredFunction(deployment, bounds.clamp(current.replicas), current.created_at)
+        if current is not None:
+            return StoredFunction(deployment, bounds.clamp(current.replicas), current.created_at)
+        if not create:
+            raise _not_found(deployment.service, deployment.namespace)
+        return StoredFunction(deployment, bounds.initial, rfc3339_now())
 
     stored = await services.store.mutate(deployment.namespace, deployment.service, change)
     services.supervisor.apply(stored)
     return web.Response(status=202, text="")
 
 
+@routes.post("/system/functions")
+async def deploy(request: web.Request) -> web.Response:
+    return await _store_deployment(request, create=True)
+
+
+@routes.put("/system/functions")
+async def update(request: web.Request) -> web.Response:
+    return await _store_deployment(request, create=False)
+
+
 @routes.delete("/system/functions")
 async def delete(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise WireError("body", "must be a JSON object with functionName")
+    body = await _json_object(request, "functionName")
     name = body.get("functionName")
     if not isinstance(name, str) or not name:
         raise WireError("functionName", "is required")
@@ -133,7 +147,7 @@ async def delete(request: web.Request) -> web.Response:
 
     def remove(current: StoredFunction | None) -> None:
         if current is None:
-            raise NotFound(f"function {name} not found in {namespace}")
+            raise _not_found(name, namespace)
         removed.append(current)
 
     await services.store.mutate(namespace, name, remove)
@@ -151,7 +165,7 @@ async def function_status(request: web.Request) -> web.Response:
     namespace = _namespace(request)
     stored = await services.store.get(namespace, name)
     if stored is None:
-        raise NotFound(f"function {name} not found in {namespace}")
+        raise _not_found(name, namespace)
     return web.json_response(status_of(stored, services.supervisor).to_wire())
 
 
@@ -159,9 +173,7 @@ async def function_status(request: web.Request) -> web.Response:
 async def scale(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     name = valid_name(request.match_info["name"], "name")
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise WireError("body", "must be a JSON object with replicas")
+    body = await _json_object(request, "replicas")
     requested = body.get("replicas")
     if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
         raise WireError("replicas", "must be a whole number >= 0")
@@ -169,13 +181,13 @@ async def scale(request: web.Request) -> web.Response:
 
     def change(current: StoredFunction | None) -> StoredFunction:
         if current is None:
-            raise NotFound(f"function {name} not found in {namespace}")
+            raise _not_found(name, namespace)
         bounds = ScaleBounds.from_labels(current.deployment.labels)
         return replace(current, replicas=bounds.clamp(requested))
 
     stored = await services.store.mutate(namespace, name, change)
     if stored is None:  # pragma: no cover - change never deletes
-        raise NotFound(f"function {name} not found in {namespace}")
+        raise _not_found(name, namespace)
     services.supervisor.apply(stored)
     note = "" if stored.replicas == requested else " (clamped by the function's scale labels)"
     return web.Response(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable
 from importlib import metadata
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from aiohttp import web
 from faasbus.bus import names
 from faasbus.provider.logquery import LogQuery, LogQueryError, read_logs
 from faasbus.provider.namespaces import namespace_body
+from faasbus.provider.secrets import SecretStore
 from faasbus.provider.services import SERVICES, read_json, text_error
 from faasbus.provider.types import SecretSpec, valid_name
 
@@ -74,22 +76,29 @@ async def list_secrets(request: web.Request) -> web.Response:
     )
 
 
-@routes.post("/system/secrets")
-async def create_secret(request: web.Request) -> web.Response:
+async def _write_secret(
+    request: web.Request, write: Callable[[SecretStore, SecretSpec], None]
+) -> web.Response:
+    """Store the body's secret with ``write`` and refresh the functions that mount it: ``202``.
+
+    ``write`` is :meth:`SecretStore.create` (``409`` if it exists) or :meth:`SecretStore.update`
+    (``404`` if it does not); either way running replicas see the new value.
+    """
     services = request.app[SERVICES]
     spec = SecretSpec.from_wire(await read_json(request))
-    services.secrets.create(spec)
+    write(services.secrets, spec)
     services.supervisor.secret_changed(spec.namespace, spec.name)
     return web.Response(status=202, text="")
+
+
+@routes.post("/system/secrets")
+async def create_secret(request: web.Request) -> web.Response:
+    return await _write_secret(request, SecretStore.create)
 
 
 @routes.put("/system/secrets")
 async def update_secret(request: web.Request) -> web.Response:
-    services = request.app[SERVICES]
-    spec = SecretSpec.from_wire(await read_json(request))
-    services.secrets.update(spec)
-    services.supervisor.secret_changed(spec.namespace, spec.name)
-    return web.Response(status=202, text="")
+    return await _write_secret(request, SecretStore.update)
 
 
 @routes.delete("/system/secrets")
