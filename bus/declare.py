@@ -11,6 +11,7 @@ what is still owed. Its duplicate window is the dedupe window for call ids (``Na
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import nats.js.errors
 import structlog
@@ -37,37 +38,30 @@ _MUTABLE_FIELDS = ("subjects", "max_age", "max_bytes", "duplicate_window", "num_
 def stream_configs(settings: BusSettings) -> list[StreamConfig]:
     """The three streams of the contract, sized by ``settings``."""
     return [
-        StreamConfig(
-            name=names.INVOKE_STREAM,
-            description="one message per async invocation",
-            subjects=[f"{names.INVOKE_PREFIX}.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            duplicate_window=settings.dedupe_window_s,
-            max_age=settings.invoke_max_age_s,
-            num_replicas=settings.replicas,
-        ),
-        StreamConfig(
-            name=names.DLQ_STREAM,
-            description="invocations that exhausted retries or were refused",
-            subjects=[f"{names.DEAD_PREFIX}.>"],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            max_age=settings.dlq_max_age_s,
-            num_replicas=settings.replicas,
-        ),
-        StreamConfig(
-            name=names.LOGS_STREAM,
-            description="one message per function log line",
-            subjects=[f"{names.LOGS_PREFIX}.>"],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
-            max_age=settings.logs_max_age_s,
-            max_bytes=settings.logs_max_bytes,
-            num_replicas=settings.replicas,
-        ),
-    ]
+        _file_stream(settings, names.INVOKE_STREAM, names.INVOKE_PREFIX, RetentionPolicy.WORK_QUEUE,
+                     description="one message per async invocation",
+                     duplicate_window=settings.dedupe_window_s, max_age=settings.invoke_max_age_s),
+        _file_stream(settings, names.DLQ_STREAM, names.DEAD_PREFIX, RetentionPolicy.LIMITS,
+                     description="invocations that exhausted retries or were refused",
+                     max_age=settings.dlq_max_age_s),
+        _file_stream(settings, names.LOGS_STREAM, names.LOGS_PREFIX, RetentionPolicy.LIMITS,
+                     description="one message per function log line", discard=DiscardPolicy.OLD,
+                     max_age=settings.logs_max_age_s, max_bytes=settings.logs_max_bytes),
+    ]  # fmt: skip
+
+
+def _file_stream(
+    settings: BusSettings, name: str, prefix: str, retention: RetentionPolicy, **fields: Any
+) -> StreamConfig:
+    """A stream of every subject under ``prefix``, on file, with ``settings.replicas`` copies."""
+    return StreamConfig(
+        name=name,
+        subjects=[f"{prefix}.>"],
+        retention=retention,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        **fields,
+    )
 
 
 def _kv_configs(settings: BusSettings) -> list[KeyValueConfig]:

@@ -5,7 +5,8 @@ process, a client pool, an imported handler), says when it is ready, and turns o
 one response. The server knows nothing else about it. The helpers here implement the rules that
 REFERENCE.md section 5 states once for all modes: the per-call time limit (``exec_timeout``,
 shortened by ``X-Timeout``), the response Content-Type, ``X-Duration-Seconds``, and the
-``X-OpenFaaS-Internal`` marker on errors the watchdog makes itself.
+``X-OpenFaaS-Internal`` marker on errors the watchdog makes itself. `AsyncResource` is the
+start-on-enter, close-on-exit shape the runtimes (and the python mode's deadline wheel) share.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from faasbus.watchdog.config import WatchdogConfig, parse_duration
 
 __all__ = [
     "INTERNAL_HEADER",
+    "AsyncResource",
     "FunctionRuntime",
     "RuntimeBase",
     "call_timeout_s",
@@ -52,8 +54,8 @@ class FunctionRuntime(Protocol):
         """Run the function for `request`."""
 
 
-class RuntimeBase:
-    """Defaults for a runtime with nothing to start and nothing to wait for."""
+class AsyncResource:
+    """An async context manager that calls `start` on entry and `close` on exit."""
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -68,10 +70,14 @@ class RuntimeBase:
         await self.close()
 
     async def start(self) -> None:
-        """Acquire the runtime's resources."""
+        """Acquire the resources."""
 
     async def close(self) -> None:
         """Release them; safe to call twice."""
+
+
+class RuntimeBase(AsyncResource):
+    """Defaults for a runtime with nothing to start and nothing to wait for."""
 
     async def wait_ready(self) -> None:
         """Ready at once."""

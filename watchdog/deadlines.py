@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from faasbus.watchdog.base import AsyncResource
 
 __all__ = ["Deadline", "DeadlineWheel"]
 
@@ -32,7 +33,7 @@ class Deadline:
         self.expired = False
 
 
-class DeadlineWheel:
+class DeadlineWheel(AsyncResource):
     """Cancels tasks that outlive their limit; an async context manager owning its sweeper."""
 
     def __init__(self, *, tick_s: float = 0.025) -> None:
@@ -42,19 +43,10 @@ class DeadlineWheel:
         self._sweeper: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def __aenter__(self) -> Self:
+    async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._next_slot = int(self._loop.time() / self._tick_s)
         self._sweeper = asyncio.create_task(self._sweep(), name="deadline-sweeper")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         if self._sweeper is not None:

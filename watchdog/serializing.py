@@ -29,7 +29,7 @@ from faasbus.watchdog.config import WatchdogConfig
 from faasbus.watchdog.logs import get_logger
 from faasbus.watchdog.process import LINE_LIMIT_BYTES, kill_group, pump_lines
 
-__all__ = ["SerializingRuntime"]
+__all__ = ["SerializingRuntime", "fork_function"]
 
 _log = get_logger(__name__)
 
@@ -48,29 +48,17 @@ class SerializingRuntime(RuntimeBase):
         timeout_s = call_timeout_s(config, request)
         started = time.perf_counter()
         try:
-            process = await asyncio.create_subprocess_exec(
-                *config.fprocess,
-                stdin=PIPE if body else DEVNULL,
-                stdout=PIPE,
-                stderr=PIPE,
-                env=env,
-                start_new_session=True,
-                limit=LINE_LIMIT_BYTES,
+            process, stdout, pump = await fork_function(
+                config, env, stdin=PIPE if body else DEVNULL
             )
         except OSError as exc:
             _log.error("function_start_failed", command=config.fprocess[0], error=str(exc))
             return web.Response(status=500, text=f"{exc}\n")
-        assert process.stdout is not None  # noqa: S101 - PIPE was asked for
-        assert process.stderr is not None  # noqa: S101
-        pump = asyncio.create_task(
-            pump_lines(process.stderr, "stderr", prefix=config.prefix_logs),
-            name=f"stderr-{process.pid}",
-        )
         try:
             async with asyncio.timeout(timeout_s):
                 # Feed and read together: a child that writes before it has read all of a
                 # large body would otherwise block on a full pipe while we block on stdin.
-                out, _ = await asyncio.gather(process.stdout.read(), _feed(process, body))
+                out, _ = await asyncio.gather(stdout.read(), _feed(process, body))
                 returncode = await process.wait()
                 await pump
         except TimeoutError:
@@ -94,6 +82,32 @@ class SerializingRuntime(RuntimeBase):
             body=out,
             headers={"X-Duration-Seconds": format_duration(duration), "Content-Type": content_type},
         )
+
+
+async def fork_function(
+    config: WatchdogConfig, env: dict[str, str] | None, *, stdin: int
+) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader, asyncio.Task[None]]:
+    """Start ``fprocess`` for one call; return it, its stdout, and the task logging its stderr.
+
+    The child leads its own session, so `kill_group` on a timeout takes its children too. The
+    caller cancels the stderr task when the call ends. Raises OSError when it cannot start.
+    """
+    process = await asyncio.create_subprocess_exec(
+        *config.fprocess,
+        stdin=stdin,
+        stdout=PIPE,
+        stderr=PIPE,
+        env=env,
+        start_new_session=True,
+        limit=LINE_LIMIT_BYTES,
+    )
+    assert process.stdout is not None  # noqa: S101 - PIPE was asked for
+    assert process.stderr is not None  # noqa: S101
+    pump = asyncio.create_task(
+        pump_lines(process.stderr, "stderr", prefix=config.prefix_logs),
+        name=f"stderr-{process.pid}",
+    )
+    return process, process.stdout, pump
 
 
 async def _feed(process: asyncio.subprocess.Process, body: bytes) -> None:

@@ -21,7 +21,8 @@ from faasbus.watchdog.cgi import request_environment
 from faasbus.watchdog.classic import describe_exit
 from faasbus.watchdog.config import WatchdogConfig
 from faasbus.watchdog.logs import get_logger
-from faasbus.watchdog.process import LINE_LIMIT_BYTES, kill_group, pump_lines
+from faasbus.watchdog.process import kill_group
+from faasbus.watchdog.serializing import fork_function
 
 __all__ = ["StreamingRuntime"]
 
@@ -41,31 +42,18 @@ class StreamingRuntime(RuntimeBase):
         env = request_environment(self._base_env, config, request)
         timeout_s = call_timeout_s(config, request)
         try:
-            process = await asyncio.create_subprocess_exec(
-                *config.fprocess,
-                stdin=PIPE,
-                stdout=PIPE,
-                stderr=PIPE,
-                env=env,
-                start_new_session=True,
-                limit=LINE_LIMIT_BYTES,
-            )
+            process, stdout, pump = await fork_function(config, env, stdin=PIPE)
         except OSError as exc:
             _log.error("function_start_failed", command=config.fprocess[0], error=str(exc))
             return web.Response(status=500, text=f"{exc}\n")
-        assert process.stdout is not None  # noqa: S101 - PIPE was asked for
-        assert process.stderr is not None  # noqa: S101
         helpers = [
-            asyncio.create_task(
-                pump_lines(process.stderr, "stderr", prefix=config.prefix_logs),
-                name=f"stderr-{process.pid}",
-            ),
+            pump,
             asyncio.create_task(_copy_body(request, process), name=f"stdin-{process.pid}"),
         ]
         response: web.StreamResponse | None = None
         try:
             async with asyncio.timeout(timeout_s):
-                while chunk := await process.stdout.read(_CHUNK_BYTES):
+                while chunk := await stdout.read(_CHUNK_BYTES):
                     if response is None:
                         response = web.StreamResponse()
                         content_type = response_content_type(config, request)

@@ -171,31 +171,27 @@ async def test_exec_timeout_is_408_and_kills_the_whole_tree(
     await wait_until(lambda: process_gone(grandchild), timeout_s=5, what="grandchild killed")
 
 
-async def test_x_timeout_shortens_exec_timeout(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
-) -> None:
-    # exec_timeout is off in classic mode; the header alone bounds the call.
-    wd = watchdogs.start({"fprocess": f"sh {FUNCTIONS / 'hold.sh'}", "HOLD_DIR": str(tmp_path)})
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    async with http.get(f"{wd.url}/", headers={"X-Timeout": "300ms"}) as resp:
-        assert resp.status == 408
-    assert loop.time() - started < 5
-
-
-async def test_x_timeout_never_lengthens_exec_timeout(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
+@pytest.mark.parametrize(
+    ("settings", "x_timeout"),
+    [
+        # exec_timeout is off in classic mode; the header alone bounds the call.
+        pytest.param({}, "300ms", id="shortens"),
+        pytest.param({"exec_timeout": "300ms"}, "60s", id="never-lengthens"),
+    ],
+)
+async def test_x_timeout_and_exec_timeout(
+    watchdogs: WatchdogFactory,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    settings: dict[str, str],
+    x_timeout: str,
 ) -> None:
     wd = watchdogs.start(
-        {
-            "fprocess": f"sh {FUNCTIONS / 'hold.sh'}",
-            "exec_timeout": "300ms",
-            "HOLD_DIR": str(tmp_path),
-        }
+        {"fprocess": f"sh {FUNCTIONS / 'hold.sh'}", "HOLD_DIR": str(tmp_path), **settings}
     )
     loop = asyncio.get_running_loop()
     started = loop.time()
-    async with http.get(f"{wd.url}/", headers={"X-Timeout": "60s"}) as resp:
+    async with http.get(f"{wd.url}/", headers={"X-Timeout": x_timeout}) as resp:
         assert resp.status == 408
     assert loop.time() - started < 5
 

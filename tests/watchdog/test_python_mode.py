@@ -9,13 +9,19 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from faasbus.watchdog import template_names, template_path
-from tests.watchdog.helpers import WatchdogFactory, base_environment, wait_until
+from tests.watchdog.helpers import (
+    WatchdogFactory,
+    WatchdogProcess,
+    base_environment,
+    wait_until,
+)
 
 
 def _handler(tmp_path: Path, source: str, name: str = "handler.py") -> Path:
@@ -26,11 +32,29 @@ def _handler(tmp_path: Path, source: str, name: str = "handler.py") -> Path:
     return path
 
 
+Serve = Callable[..., WatchdogProcess]
+
+
+@pytest.fixture
+def serve(watchdogs: WatchdogFactory, tmp_path: Path) -> Serve:
+    """``serve(source, env=None)``: a python-mode watchdog with `source` as its handler.py."""
+
+    def start(source: str, env: dict[str, str] | None = None) -> WatchdogProcess:
+        path = _handler(tmp_path, source)
+        return watchdogs.start({"FAASBUS_HANDLER": str(path), **(env or {})})
+
+    return start
+
+
+async def _get_text(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.get(url) as resp:
+        return await resp.text()
+
+
 async def test_http_handler_sets_status_headers_and_body(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
+    serve: Serve, http: aiohttp.ClientSession
 ) -> None:
-    path = _handler(
-        tmp_path,
+    wd = serve(
         """
         def handle(event, context):
             return {
@@ -42,8 +66,8 @@ async def test_http_handler_sets_status_headers_and_body(
                 ),
             }
         """,
+        {"HOSTNAME": "replica-1"},
     )
-    wd = watchdogs.start({"FAASBUS_HANDLER": str(path), "HOSTNAME": "replica-1"})
     async with http.post(f"{wd.url}/a/b?x=1&y=2&x=3", data=b"hi") as resp:
         assert resp.status == 201
         assert resp.headers["X-Handler"] == "yes"
@@ -54,12 +78,8 @@ async def test_http_handler_sets_status_headers_and_body(
         )
 
 
-async def test_http_handler_body_types(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
-) -> None:
-    path = _handler(
-        tmp_path,
-        """
+async def test_http_handler_body_types(serve: Serve, http: aiohttp.ClientSession) -> None:
+    wd = serve("""
         def handle(event, context):
             kind = event.query.get("kind")
             if kind == "dict":
@@ -73,9 +93,7 @@ async def test_http_handler_body_types(
             if kind == "none":
                 return None
             return {"statusCode": 204}
-        """,
-    )
-    wd = watchdogs.start({"FAASBUS_HANDLER": str(path)})
+        """)
     async with http.get(f"{wd.url}/?kind=dict") as resp:
         assert resp.headers["Content-Type"] == "application/json"
         assert await resp.json() == {"ok": True, "n": [1, 2]}
@@ -94,33 +112,25 @@ async def test_http_handler_body_types(
         assert resp.status == 204
 
 
-async def test_async_handler(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
-) -> None:
-    path = _handler(
-        tmp_path,
-        """
+async def test_async_handler(serve: Serve, http: aiohttp.ClientSession) -> None:
+    wd = serve("""
         import asyncio
 
         async def handle(event, context):
             await asyncio.sleep(0.01)
             return {"statusCode": 202, "body": event.headers.get("x-thing", "")}
-        """,
-    )
-    wd = watchdogs.start({"FAASBUS_HANDLER": str(path)})
+        """)
     async with http.get(f"{wd.url}/", headers={"X-Thing": "async"}) as resp:
         assert resp.status == 202
         assert await resp.text() == "async"
 
 
 async def test_slow_sync_handler_does_not_block_health(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
+    serve: Serve, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
     started = tmp_path / "started"
-    path = _handler(
-        tmp_path,
-        f"""
+    wd = serve(f"""
         import time
         from pathlib import Path
 
@@ -129,15 +139,9 @@ async def test_slow_sync_handler_does_not_block_health(
             while not Path({str(release)!r}).exists():
                 time.sleep(0.01)
             return "done"
-        """,
-    )
-    wd = watchdogs.start({"FAASBUS_HANDLER": str(path)})
+        """)
 
-    async def call() -> str:
-        async with http.get(f"{wd.url}/") as resp:
-            return await resp.text()
-
-    slow = asyncio.create_task(call())
+    slow = asyncio.create_task(_get_text(http, f"{wd.url}/"))
     await wait_until(started.exists, what="slow handler running")
     async with http.get(f"{wd.url}/_/health", timeout=aiohttp.ClientTimeout(total=2)) as resp:
         assert resp.status == 200
@@ -147,12 +151,10 @@ async def test_slow_sync_handler_does_not_block_health(
 
 
 async def test_blocking_sync_handlers_run_concurrently(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
+    serve: Serve, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     release = tmp_path / "release"
-    path = _handler(
-        tmp_path,
-        f"""
+    wd = serve(f"""
         import time
         import uuid
         from pathlib import Path
@@ -162,32 +164,24 @@ async def test_blocking_sync_handlers_run_concurrently(
             while not Path({str(release)!r}).exists():
                 time.sleep(0.01)
             return "done"
-        """,
-    )
-    wd = watchdogs.start({"FAASBUS_HANDLER": str(path)})
+        """)
 
-    async def call() -> str:
-        async with http.get(f"{wd.url}/") as resp:
-            return await resp.text()
-
-    calls = [asyncio.create_task(call()) for _ in range(4)]
+    calls = [asyncio.create_task(_get_text(http, f"{wd.url}/")) for _ in range(4)]
     # Blocked threads make the pool grow: all four run at once.
     await wait_until(lambda: len(list(tmp_path.glob("started-*"))) == 4, what="4 concurrent calls")
     release.touch()
     assert await asyncio.gather(*calls) == ["done"] * 4
 
 
-async def test_exception_is_500_without_traceback(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
+# A TimeoutError the handler raises is its own failure (500), not the call's time limit (504).
+@pytest.mark.parametrize("exception", ["RuntimeError", "TimeoutError"])
+async def test_handler_exception_is_500_without_traceback(
+    serve: Serve, http: aiohttp.ClientSession, exception: str
 ) -> None:
-    path = _handler(
-        tmp_path,
-        """
+    wd = serve(f"""
         def handle(event, context):
-            raise RuntimeError("secret detail")
-        """,
-    )
-    wd = watchdogs.start({"FAASBUS_HANDLER": str(path)})
+            raise {exception}("secret detail")
+        """)
     async with http.get(f"{wd.url}/") as resp:
         assert resp.status == 500
         text = await resp.text()
@@ -197,16 +191,15 @@ async def test_exception_is_500_without_traceback(
 
 
 async def test_exception_traceback_in_body_with_write_debug(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
+    serve: Serve, http: aiohttp.ClientSession
 ) -> None:
-    path = _handler(
-        tmp_path,
+    wd = serve(
         """
         async def handle(event, context):
             raise RuntimeError("debug detail")
         """,
+        {"write_debug": "true"},
     )
-    wd = watchdogs.start({"FAASBUS_HANDLER": str(path), "write_debug": "true"})
     async with http.get(f"{wd.url}/") as resp:
         assert resp.status == 500
         text = await resp.text()
@@ -215,10 +208,9 @@ async def test_exception_traceback_in_body_with_write_debug(
 
 
 async def test_timeout_is_504_and_x_timeout_shortens(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
+    serve: Serve, http: aiohttp.ClientSession
 ) -> None:
-    path = _handler(
-        tmp_path,
+    wd = serve(
         """
         import asyncio
 
@@ -226,8 +218,8 @@ async def test_timeout_is_504_and_x_timeout_shortens(
             await asyncio.sleep(float(event.query.get("sleep", "0")))
             return "ok"
         """,
+        {"exec_timeout": "2s"},
     )
-    wd = watchdogs.start({"FAASBUS_HANDLER": str(path), "exec_timeout": "2s"})
     async with http.get(f"{wd.url}/?sleep=0.5", headers={"X-Timeout": "100ms"}) as resp:
         assert resp.status == 504
         assert resp.headers["X-OpenFaaS-Internal"] == "watchdog"
@@ -241,32 +233,14 @@ async def test_timeout_is_504_and_x_timeout_shortens(
         assert resp.status == 200
 
 
-async def test_handler_raising_timeout_error_is_500_not_504(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
-) -> None:
-    path = _handler(
-        tmp_path,
-        """
-        def handle(event, context):
-            raise TimeoutError("the handler's own timeout")
-        """,
-    )
-    wd = watchdogs.start({"FAASBUS_HANDLER": str(path)})
-    async with http.get(f"{wd.url}/") as resp:
-        assert resp.status == 500
-
-
-async def test_python3_template_signature(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
-) -> None:
-    path = _handler(
-        tmp_path,
+async def test_python3_template_signature(serve: Serve, http: aiohttp.ClientSession) -> None:
+    wd = serve(
         """
         def handle(req):
             return "got: " + req
         """,
+        {"FAASBUS_TEMPLATE": "python3"},
     )
-    wd = watchdogs.start({"FAASBUS_HANDLER": str(path), "FAASBUS_TEMPLATE": "python3"})
     async with http.post(f"{wd.url}/", data="héllo".encode()) as resp:
         assert resp.status == 200
         assert await resp.text() == "got: héllo\n"
@@ -292,19 +266,15 @@ async def test_sibling_modules_import_both_ways(
 
 
 async def test_handler_output_never_reaches_stdout(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
+    serve: Serve, http: aiohttp.ClientSession
 ) -> None:
-    path = _handler(
-        tmp_path,
-        """
+    wd = serve("""
         print("printed at import")
 
         def handle(event, context):
             print("printed per call")
             return "ok"
-        """,
-    )
-    wd = watchdogs.start({"FAASBUS_HANDLER": str(path)})
+        """)
     async with http.get(f"{wd.url}/") as resp:
         assert resp.status == 200
     wd.signal(signal.SIGTERM)

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.watchdog.helpers import FUNCTIONS, WatchdogFactory, wait_until
 
@@ -33,29 +34,32 @@ async def test_serializing_keeps_stderr_out_of_the_response(
     await wait_until(lambda: "to stderr" in wd.stderr(), what="stderr in the log")
 
 
-async def test_serializing_error_is_500(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession
-) -> None:
-    wd = watchdogs.start({"mode": "serializing", "fprocess": f"sh {FUNCTIONS / 'fail.sh'}"})
-    async with http.get(f"{wd.url}/") as resp:
-        assert resp.status == 500
-        assert "exit status 3" in await resp.text()
-
-
-async def test_serializing_timeout_is_500(
-    watchdogs: WatchdogFactory, http: aiohttp.ClientSession, tmp_path: Path
+@pytest.mark.parametrize(
+    ("script", "settings", "reason"),
+    [
+        pytest.param("fail.sh", {}, "exit status 3", id="error"),
+        pytest.param("hold.sh", {"exec_timeout": "300ms"}, "timed out", id="timeout"),
+    ],
+)
+async def test_serializing_failure_is_500_with_the_reason(
+    watchdogs: WatchdogFactory,
+    http: aiohttp.ClientSession,
+    tmp_path: Path,
+    script: str,
+    settings: dict[str, str],
+    reason: str,
 ) -> None:
     wd = watchdogs.start(
         {
             "mode": "serializing",
-            "fprocess": f"sh {FUNCTIONS / 'hold.sh'}",
-            "exec_timeout": "300ms",
+            "fprocess": f"sh {FUNCTIONS / script}",
             "HOLD_DIR": str(tmp_path),
+            **settings,
         }
     )
     async with http.get(f"{wd.url}/") as resp:
         assert resp.status == 500
-        assert "timed out" in await resp.text()
+        assert reason in await resp.text()
 
 
 async def test_streaming_sends_output_as_written(
