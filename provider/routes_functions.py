@@ -19,13 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
-from faasbus.bus import names
 from faasbus.provider.bundles import load_bundle
 from faasbus.provider.errors import ImageNotBuilt, InvalidRequest, NotFound, SecretMissing
 from faasbus.provider.launch import validate_mode
 from faasbus.provider.limits import Limits
 from faasbus.provider.policy import ScaleBounds
-from faasbus.provider.services import SERVICES, SETTINGS, read_json
+from faasbus.provider.services import SERVICES, SETTINGS, read_json, request_namespace
 from faasbus.provider.store import StoredFunction, rfc3339_now
 from faasbus.provider.supervisor import Supervisor
 from faasbus.provider.types import FunctionDeployment, FunctionStatus, WireError, valid_name
@@ -33,12 +32,6 @@ from faasbus.provider.types import FunctionDeployment, FunctionStatus, WireError
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-
-
-def _namespace(request: web.Request, body_value: object = None) -> str:
-    text = body_value if isinstance(body_value, str) and body_value else None
-    text = text or request.query.get("namespace", "").strip() or names.DEFAULT_NAMESPACE
-    return valid_name(text, "namespace")
 
 
 def status_of(stored: StoredFunction, supervisor: Supervisor) -> FunctionStatus:
@@ -97,7 +90,7 @@ async def _deployment(request: web.Request) -> tuple[FunctionDeployment, ScaleBo
 @routes.get("/system/functions")
 async def list_functions(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    namespace = _namespace(request)
+    namespace = request_namespace(request)
     stored = await services.store.list(namespace)
     return web.json_response([status_of(s, services.supervisor).to_wire() for s in stored])
 
@@ -142,7 +135,7 @@ async def delete(request: web.Request) -> web.Response:
     if not isinstance(name, str) or not name:
         raise WireError("functionName", "is required")
     valid_name(name, "functionName")
-    namespace = _namespace(request, body.get("namespace"))
+    namespace = request_namespace(request, body.get("namespace"))
     removed: list[StoredFunction] = []
 
     def remove(current: StoredFunction | None) -> None:
@@ -162,7 +155,7 @@ async def delete(request: web.Request) -> web.Response:
 async def function_status(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     name = valid_name(request.match_info["name"], "name")
-    namespace = _namespace(request)
+    namespace = request_namespace(request)
     stored = await services.store.get(namespace, name)
     if stored is None:
         raise _not_found(name, namespace)
@@ -177,7 +170,7 @@ async def scale(request: web.Request) -> web.Response:
     requested = body.get("replicas")
     if isinstance(requested, bool) or not isinstance(requested, int) or requested < 0:
         raise WireError("replicas", "must be a whole number >= 0")
-    namespace = _namespace(request, body.get("namespace"))
+    namespace = request_namespace(request, body.get("namespace"))
 
     def change(current: StoredFunction | None) -> StoredFunction:
         if current is None:

@@ -14,11 +14,10 @@ from importlib import metadata
 
 from aiohttp import web
 
-from faasbus.bus import names
 from faasbus.provider.logquery import LogQuery, LogQueryError, read_logs
 from faasbus.provider.namespaces import namespace_body
 from faasbus.provider.secrets import SecretStore
-from faasbus.provider.services import SERVICES, read_json, text_error
+from faasbus.provider.services import SERVICES, read_json, request_namespace, text_error
 from faasbus.provider.types import SecretSpec, valid_name
 
 __all__ = ["routes"]
@@ -62,15 +61,10 @@ async def info(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------- secrets
 
 
-def _query_namespace(request: web.Request) -> str:
-    text = request.query.get("namespace", "").strip() or names.DEFAULT_NAMESPACE
-    return valid_name(text, "namespace")
-
-
 @routes.get("/system/secrets")
 async def list_secrets(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    namespace = _query_namespace(request)
+    namespace = request_namespace(request)
     return web.json_response(
         [{"name": name, "namespace": namespace} for name in services.secrets.names(namespace)]
     )

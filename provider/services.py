@@ -13,15 +13,16 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from faasbus.bus import Bus
+from faasbus.bus import Bus, names
 from faasbus.provider.limits import CgroupLimiter
 from faasbus.provider.namespaces import NamespaceStore
 from faasbus.provider.secrets import SecretStore
 from faasbus.provider.settings import ProviderSettings
 from faasbus.provider.store import FunctionStore
 from faasbus.provider.supervisor import Supervisor
+from faasbus.provider.types import valid_name
 
-__all__ = ["SERVICES", "SETTINGS", "Services", "read_json", "text_error"]
+__all__ = ["SERVICES", "SETTINGS", "Services", "read_json", "request_namespace", "text_error"]
 
 
 @dataclass
@@ -52,3 +53,11 @@ async def read_json(request: web.Request) -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise text_error(web.HTTPBadRequest, f"request body is not valid JSON: {exc}") from None
+
+
+def request_namespace(request: web.Request, body_value: object = None) -> str:
+    """The namespace a request names: ``body_value`` (a non-empty string from its JSON body),
+    else the ``namespace`` query parameter, else ``openfaas-fn``; validated (400 if invalid)."""
+    text = body_value if isinstance(body_value, str) and body_value else None
+    text = text or request.query.get("namespace", "").strip() or names.DEFAULT_NAMESPACE
+    return valid_name(text, "namespace")
