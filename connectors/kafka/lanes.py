@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
 
-from faasbus.connectors.sdk import Handoff, Sent
+from faasbus.connectors.sdk import Handoff, Sent, cancel_and_wait
 
 __all__ = ["Lane"]
 
@@ -114,9 +113,7 @@ class Lane:
 
         Records not sent are dropped, and so are sent records not confirmed in time: the
         partition's next reader fetches them again from the committed offset."""
-        self._worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await self._worker
+        await cancel_and_wait([self._worker])
         self._freed(len(self._backlog))
         self._backlog.clear()
         if not self._inflight:

@@ -24,7 +24,10 @@ Delivery, per partition, at least once and run once:
 - an offset is committed (manual commit, auto-commit off) only after every invocation of that
   record and of all earlier records of its partition was acked by the bus: every
   ``FAASBUS_KAFKA_COMMIT_INTERVAL`` (its own task), when partitions are revoked (after the
-  lane's sent records are acked, within ``FAASBUS_SHUTDOWN_GRACE``), and on shutdown;
+  lane's sent records are acked, within ``FAASBUS_SHUTDOWN_GRACE``), and on shutdown; and
+  only once the ``queued`` call records of those invocations are written (the publisher writes
+  them in the background; a write that fails or takes over twice ``FAASBUS_PUBLISH_TIMEOUT``
+  is logged and does not hold the commit up, as the worker writes the record when it runs);
 - a record read again (a crash before the commit, a rebalance) gives the same ``Nats-Msg-Id`` and
   call id (:mod:`.records`), so it is dropped as a duplicate instead of running twice.
 
@@ -330,6 +333,9 @@ class KafkaSource:
         }
         if not offsets:
             return
+        # Every record of these offsets is confirmed, and its calls' queued records were added
+        # to the publisher's writer first: let them land before the offsets do.
+        await self._ctx.publisher.records_written()
         try:
             await (consumer or self.consumer).commit(offsets)
         except (KafkaError, AssertionError) as exc:

@@ -278,6 +278,14 @@ class Publisher:
         return Handoff(sent.event, sent.invocations, duplicates=duplicates,
                        republished=republished)  # fmt: skip
 
+    async def records_written(self) -> None:
+        """Wait until the queued call records of every invocation confirmed so far are written
+        (or given up: a record is best effort). Call before acknowledging events in bulk, so a
+        crash right after cannot leave an acknowledged event's calls without their records."""
+        timeout_s = 2 * self._settings.publish_timeout_s
+        if not await self._recorder.written(timeout_s):
+            log.info("call_records_late", waited_s=timeout_s, pending=len(self._recorder))
+
     async def _settle(
         self, inv: Invocation, future: asyncio.Future[PubAck], sent: Sent
     ) -> PubAck | None:

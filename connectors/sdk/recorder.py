@@ -12,7 +12,9 @@ write is logged (counted, at most a line every 5 s), not retried.
 
 :meth:`Recorder.add` refuses (returns False) when ``limit`` records wait: the caller then writes
 the record itself, which is the back-pressure. :meth:`Recorder.close` writes what waits, within
-a grace period.
+a grace period. :meth:`Recorder.written` waits until every record added so far is settled
+(written, refused as already there, or given up): a source that acknowledges events in bulk
+(Kafka's offset commit) waits for it first, so an acknowledged event's calls have their records.
 """
 
 from __future__ import annotations
@@ -58,6 +60,9 @@ class Recorder:
         self._closed = False
         self._failures = 0  # not logged yet
         self._logged_at = 0.0
+        self._added_total = 0
+        self._settled_total = 0  # records settle in the order they were added
+        self._progress = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._waiting) + len(self._sent)
@@ -69,13 +74,31 @@ class Recorder:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="call-record-writer")
         self._waiting.append(record)
+        self._added_total += 1
         self._idle.clear()
         self._added.set()
         return True
 
+    async def written(self, timeout_s: float) -> bool:
+        """Wait until every record added before this call is settled; False on timeout."""
+        mark = self._added_total
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self._settled_total < mark and not self._closed:
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def _settle(self, count: int = 1) -> None:
+        self._settled_total += count
+        self._progress.set()
+
     async def close(self, grace_s: float) -> None:
         """Accept no more; write what waits within ``grace_s``; cancel the rest."""
         self._closed = True
+        self._progress.set()  # whoever waits in written() is let go
         task, self._task = self._task, None
         if task is None:
             return
@@ -90,6 +113,7 @@ class Recorder:
             future.cancel()
         self._sent.clear()
         self._waiting.clear()
+        self._settle(dropped)
         if dropped:
             log.warning("call_records_dropped_at_close", count=dropped)
         if self._failures:
@@ -121,6 +145,7 @@ class Recorder:
                     raise
                 except Exception as exc:
                     self._failed(record.call_id, f"{type(exc).__name__}: {exc}")
+                    self._settle()
                     continue
                 sent.append((loop.time() + self._timeout_s, record.call_id, future))
             elif sent:
@@ -130,6 +155,7 @@ class Recorder:
                 sent.popleft()
                 if error := _failure(future):
                     self._failed(call_id, error)
+                self._settle()
             else:
                 self._idle.set()
                 self._added.clear()

@@ -172,7 +172,7 @@ async def test_one_event_becomes_one_acked_invocation_per_function_once(
             await bus.js.purge_stream(names.INVOKE_STREAM, subject=names.invoke_subject(NS, name))
 
 
-async def test_send_then_confirm_publishes_in_order_and_records_calls_in_the_background(
+async def test_send_then_confirm_publishes_in_order_and_records_written_waits_for_the_records(
     bus: Bus, catalog: FunctionCatalog, publisher: Publisher, unique_name: str
 ) -> None:
     topic = f"topic-{unique_name}"
@@ -185,6 +185,14 @@ async def test_send_then_confirm_publishes_in_order_and_records_calls_in_the_bac
         handoffs = [await publisher.confirm(one) for one in sent]
         assert all(h.duplicates == 0 and h.republished == 0 for h in handoffs)
         call_ids = [h.invocations[0].call_id for h in handoffs]
+        # The queued records follow in the background; records_written() waits for them (what
+        # the Kafka source does before committing offsets).
+        await publisher.records_written()
+        assert len(publisher._recorder) == 0, "records still being written"
+        store = await CallStore.open(bus.js)
+        records = [await store.get(call_id) for call_id in call_ids]
+        assert all(r is not None and r.state.value == "queued" and r.source == "test"
+                   for r in records)  # fmt: skip
         sub = await bus.js.pull_subscribe(subject, durable=f"order-{unique_name}")
         bodies = []
         while len(bodies) < len(events):
@@ -192,16 +200,6 @@ async def test_send_then_confirm_publishes_in_order_and_records_calls_in_the_bac
                 bodies.append(msg.data)
                 await msg.ack()
         assert bodies == [event.body for event in events], "not stored in the order sent"
-        # The queued records follow in the background.
-        store = await CallStore.open(bus.js)
-        deadline = time.monotonic() + 10
-        while True:
-            records = [await store.get(call_id) for call_id in call_ids]
-            if all(records) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.05)
-        assert all(r is not None and r.state.value == "queued" and r.source == "test"
-                   for r in records)  # fmt: skip
         # Sent again (a record read twice): duplicates, and the existing records are kept.
         again = await publisher.confirm(await publisher.send(events[0]))
         assert again.duplicates == 1
