@@ -28,10 +28,8 @@ from typing import Protocol
 
 import pytest
 
-from faasbus.bus import BusSettings, NatsServer, NatsServerOptions, connect, declare_bus
 from tests.connectors.conftest import StartConnector
-from tests.connectors.helpers import Call, Functions
-from tests.queue_worker.helpers import Worker
+from tests.connectors.helpers import Call, Functions, own_bus
 
 __all__ = ["ConnectorContract", "SourceDriver"]
 
@@ -75,12 +73,16 @@ def _distinct_calls_per_body(calls: Sequence[Call]) -> dict[bytes, int]:
 class ConnectorContract:
     """Base class of each connector's contract test class (needs a ``driver`` fixture)."""
 
+    @pytest.fixture
+    def topic(self, driver: SourceDriver, unique_name: str) -> str:
+        """This test's own topic, made before the test asks ``driver.env()``."""
+        return driver.topic(unique_name)
+
     @pytest.mark.usefixtures("worker")
     async def test_an_event_reaches_the_function_with_its_body_and_headers(
-        self, driver: SourceDriver, functions: Functions,
+        self, driver: SourceDriver, topic: str, functions: Functions,
         start_connector: StartConnector, unique_name: str,
     ) -> None:  # fmt: skip
-        topic = driver.topic(unique_name)
         await functions.deploy(unique_name, topic=topic)
         await start_connector(driver.connector, **driver.env())
         bodies = [b"first", "zweite \u00e9v\u00e9nement".encode(), bytes(range(256))]
@@ -98,10 +100,9 @@ class ConnectorContract:
 
     @pytest.mark.usefixtures("worker")
     async def test_one_topic_reaches_every_function_naming_it_exactly(
-        self, driver: SourceDriver, functions: Functions,
+        self, driver: SourceDriver, topic: str, functions: Functions,
         start_connector: StartConnector, unique_name: str,
     ) -> None:  # fmt: skip
-        topic = driver.topic(unique_name)
         first, second, near = f"{unique_name}-a", f"{unique_name}-b", f"{unique_name}-c"
         await functions.deploy(first, topic=topic)
         await functions.deploy(second, topic=f" other-{unique_name} ,  {topic} ")
@@ -117,10 +118,9 @@ class ConnectorContract:
 
     @pytest.mark.usefixtures("worker")
     async def test_routing_follows_deploys_and_deletes_without_a_restart(
-        self, driver: SourceDriver, functions: Functions,
+        self, driver: SourceDriver, topic: str, functions: Functions,
         start_connector: StartConnector, unique_name: str,
     ) -> None:  # fmt: skip
-        topic = driver.topic(unique_name)
         stays, comes_and_goes = f"{unique_name}-a", f"{unique_name}-b"
         await functions.deploy(stays, topic=topic)
         await start_connector(driver.connector, **driver.env())
@@ -152,13 +152,12 @@ class ConnectorContract:
 
     @pytest.mark.usefixtures("worker")
     async def test_a_connector_killed_mid_stream_loses_no_event(
-        self, driver: SourceDriver, functions: Functions,
+        self, driver: SourceDriver, topic: str, functions: Functions,
         start_connector: StartConnector, unique_name: str,
     ) -> None:  # fmt: skip
         # A source that never redelivers (plain core NATS) removes this test in its subclass
         # (setting it to None) and says why; running it there would be a mistake.
         assert driver.redelivers, driver.not_redelivering_reason
-        topic = driver.topic(unique_name)
         await functions.deploy(unique_name, topic=topic)
         bodies = [f"event-{i}".encode() for i in range(300)]
 
@@ -185,40 +184,28 @@ class ConnectorContract:
         assert max(_distinct_calls_per_body(calls).values()) == 1, "an event ran twice"
 
     async def test_a_bus_outage_delays_events_but_loses_none(
-        self, driver: SourceDriver, start_connector: StartConnector, unique_name: str,
-        tmp_path: Path,
+        self, driver: SourceDriver, topic: str, start_connector: StartConnector,
+        unique_name: str, tmp_path: Path,
     ) -> None:  # fmt: skip
         # The bus gets its own server here, so it can go away while the source stays up.
-        server = NatsServer(NatsServerOptions(store_dir=tmp_path / "bus-store")).start()
-        settings = BusSettings(nats_url=server.url, connect_wait_s=10)
-        own_worker: Worker | None = None
-        try:
-            async with await connect(settings, name="contract-outage") as bus:
-                await declare_bus(bus.js, settings)
-                async with Functions(bus) as functions:
-                    topic = driver.topic(unique_name)
-                    await functions.deploy(unique_name, topic=topic)
-                    own_worker = Worker(server.url, max_inflight="50")
-                    await start_connector(driver.connector, url=server.url, **driver.env())
-                    before = [f"before-{i}".encode() for i in range(20)]
-                    during = [f"during-{i}".encode() for i in range(30)]
-                    await driver.emit(topic, before)
-                    await functions.wait_calls(unique_name, len(before))
+        async with own_bus(tmp_path / "bus-store", "contract-outage") as own:
+            functions = own.functions
+            await functions.deploy(unique_name, topic=topic)
+            own.start_worker(max_inflight="50")
+            await start_connector(driver.connector, url=own.server.url, **driver.env())
+            before = [f"before-{i}".encode() for i in range(20)]
+            during = [f"during-{i}".encode() for i in range(30)]
+            await driver.emit(topic, before)
+            await functions.wait_calls(unique_name, len(before))
 
-                    server.stop()
-                    emitting = asyncio.create_task(driver.emit(topic, during), name="emit")
-                    await asyncio.sleep(3.0)  # the outage: a few seconds
-                    server.start()
-                    await asyncio.wait_for(emitting, timeout=60)
-                    total = len(before) + len(during)
-                    await functions.wait_calls(unique_name, total, timeout=60)
-                    await asyncio.sleep(1.0)  # a duplicate hand-off would be run by now
-                    calls = functions.of(unique_name)
-                    assert set(_bodies(calls)) == set(before + during), "events were lost"
-                    assert max(_distinct_calls_per_body(calls).values()) == 1, "ran twice"
-        finally:
-            if own_worker is not None:
-                own_worker.kill()
-                if own_worker.process.stdout is not None:
-                    own_worker.process.stdout.close()
-            server.stop()
+            own.server.stop()
+            emitting = asyncio.create_task(driver.emit(topic, during), name="emit")
+            await asyncio.sleep(3.0)  # the outage: a few seconds
+            own.server.start()
+            await asyncio.wait_for(emitting, timeout=60)
+            total = len(before) + len(during)
+            await functions.wait_calls(unique_name, total, timeout=60)
+            await asyncio.sleep(1.0)  # a duplicate hand-off would be run by now
+            calls = functions.of(unique_name)
+            assert set(_bodies(calls)) == set(before + during), "events were lost"
+            assert max(_distinct_calls_per_body(calls).values()) == 1, "ran twice"

@@ -3,7 +3,8 @@
 Functions are what the provider would store: a JSON record in KV ``faas_functions`` (OpenFaaS
 field names) and a ready replica in ``faas_endpoints`` — here one real aiohttp server that
 records every call by function (path ``/fn/<name>/``). A real queue worker process (from the queue
-worker's test helpers) runs the invocations the connectors publish.
+worker's test helpers) runs the invocations the connectors publish. Outage tests get a bus of their
+own (:func:`own_bus`): a nats-server they may stop and start while the rest stays up.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -23,7 +24,19 @@ from typing import Any, Self
 from aiohttp import web
 from multidict import CIMultiDict
 
-from faasbus.bus import Bus, Endpoint, delete_endpoint, names, put_endpoint
+from faasbus.bus import (
+    Bus,
+    BusSettings,
+    Endpoint,
+    NatsServer,
+    NatsServerOptions,
+    connect,
+    declare_bus,
+    delete_endpoint,
+    names,
+    put_endpoint,
+)
+from tests.queue_worker.helpers import Worker
 
 Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 
@@ -247,3 +260,47 @@ class Functions:
             lambda: len(self.of(name)) >= count, timeout, f"{count} calls of {name}"
         )
         return self.of(name)
+
+
+def stop_worker(worker: Worker) -> None:
+    """Kill a queue worker process (kill -9) and close its stdout pipe."""
+    worker.kill()
+    if worker.process.stdout is not None:
+        worker.process.stdout.close()
+
+
+@dataclass
+class OwnBus:
+    """A test's own nats-server with the bus declared on it and test functions on it."""
+
+    server: NatsServer
+    functions: Functions
+    workers: list[Worker] = field(default_factory=list)
+
+    def start_worker(self, **env: str) -> Worker:
+        """A real queue worker on this bus; killed when the bus goes."""
+        worker = Worker(self.server.url, **env)
+        self.workers.append(worker)
+        return worker
+
+
+@contextlib.asynccontextmanager
+async def own_bus(store_dir: Path, client_name: str) -> AsyncIterator[OwnBus]:
+    """A bus the test may stop (``own.server.stop()``) and start again while the connector, its
+    source and the queue worker stay up; the session bus must not go away under other tests.
+
+    On the way out: the functions are removed and the connection closed, then the workers are
+    killed and the server stopped. ``own.functions`` keeps its calls for checks after the block.
+    """
+    server = NatsServer(NatsServerOptions(store_dir=store_dir)).start()
+    settings = BusSettings(nats_url=server.url, connect_wait_s=10)
+    workers: list[Worker] = []
+    try:
+        async with await connect(settings, name=client_name) as bus:
+            await declare_bus(bus.js, settings)
+            async with Functions(bus) as functions:
+                yield OwnBus(server, functions, workers)
+    finally:
+        for worker in workers:
+            stop_worker(worker)
+        server.stop()

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from faasbus.bus import BusSettings, NatsServer, NatsServerOptions, connect, declare_bus
 from tests.connectors.conftest import StartConnector
-from tests.connectors.helpers import Functions
+from tests.connectors.helpers import Functions, own_bus
 from tests.queue_worker.helpers import Worker
 
 pytestmark = pytest.mark.slow
@@ -126,38 +125,23 @@ async def test_a_tick_missed_before_start_fires_once_within_the_catchup_window(
 async def test_ticks_during_a_bus_outage_fire_late_but_none_is_lost(
     start_connector: StartConnector, unique_name: str, tmp_path: Path
 ) -> None:
-    server = NatsServer(NatsServerOptions(store_dir=tmp_path / "bus-store")).start()
-    settings = BusSettings(nats_url=server.url, connect_wait_s=10)
-    own_worker: Worker | None = None
-    try:
-        async with await connect(settings, name="cron-outage") as bus:
-            await declare_bus(bus.js, settings)
-            async with Functions(bus) as functions:
-                await functions.deploy(
-                    unique_name, topic=CRON, annotations={"schedule": "@every 1s"}
-                )
-                own_worker = Worker(server.url)
-                await start_connector("cron", url=server.url)
-                await functions.wait_calls(unique_name, 2)
-                server.stop()
-                await asyncio.sleep(3.0)  # the outage: three ticks
-                server.start()
-                seen = len(functions.of(unique_name))
-                await functions.wait_calls(unique_name, seen + 5, timeout=30)
-        # One invocation per tick. (The queue worker may run a call twice when the bus went
-        # away between the run and its ack: at least once, same call id — not a second tick.)
-        ids: dict[str, set[str]] = {}
-        for call in functions.of(unique_name):
-            ids.setdefault(call.headers["X-Cron-Scheduled-Time"], set()).add(
-                call.headers["X-Call-Id"]
-            )
-        assert all(len(found) == 1 for found in ids.values()), f"a tick fired twice: {ids}"
-        ordered = sorted(_tick(stamp) for stamp in ids)
-        gaps = {(b - a).total_seconds() for a, b in itertools.pairwise(ordered)}
-        assert gaps == {1.0}, f"ticks were lost: {[t.isoformat() for t in ordered]}"
-    finally:
-        if own_worker is not None:
-            own_worker.kill()
-            if own_worker.process.stdout is not None:
-                own_worker.process.stdout.close()
-        server.stop()
+    async with own_bus(tmp_path / "bus-store", "cron-outage") as own:
+        functions = own.functions
+        await functions.deploy(unique_name, topic=CRON, annotations={"schedule": "@every 1s"})
+        own.start_worker()
+        await start_connector("cron", url=own.server.url)
+        await functions.wait_calls(unique_name, 2)
+        own.server.stop()
+        await asyncio.sleep(3.0)  # the outage: three ticks
+        own.server.start()
+        seen = len(functions.of(unique_name))
+        await functions.wait_calls(unique_name, seen + 5, timeout=30)
+    # One invocation per tick. (The queue worker may run a call twice when the bus went
+    # away between the run and its ack: at least once, same call id — not a second tick.)
+    ids: dict[str, set[str]] = {}
+    for call in functions.of(unique_name):
+        ids.setdefault(call.headers["X-Cron-Scheduled-Time"], set()).add(call.headers["X-Call-Id"])
+    assert all(len(found) == 1 for found in ids.values()), f"a tick fired twice: {ids}"
+    ordered = sorted(_tick(stamp) for stamp in ids)
+    gaps = {(b - a).total_seconds() for a, b in itertools.pairwise(ordered)}
+    assert gaps == {1.0}, f"ticks were lost: {[t.isoformat() for t in ordered]}"

@@ -13,20 +13,11 @@ from pathlib import Path
 import pytest
 from nats.aio.msg import Msg
 
-from faasbus.bus import (
-    Bus,
-    BusSettings,
-    NatsServer,
-    NatsServerOptions,
-    SettingsError,
-    connect,
-    declare_bus,
-    names,
-)
+from faasbus.bus import Bus, SettingsError, names
 from faasbus.connectors.sqs import SqsSettings, queue_name
 from tests.connectors.conftest import StartConnector
 from tests.connectors.contract import ConnectorContract
-from tests.connectors.helpers import Functions
+from tests.connectors.helpers import Functions, own_bus
 from tests.connectors.sqs_helpers import (
     MotoServer,
     SqsDriver,
@@ -63,13 +54,27 @@ def _once_each(bodies: list[bytes], functions: Functions, name: str) -> None:
     assert max(len(found) for found in ids.values()) == 1, "a message ran twice"
 
 
+async def _queue_for(moto: str, functions: Functions, name: str, suffix: str = "") -> str:
+    """A fresh queue (``q-<name><suffix>``) and the function ``name`` subscribed to it; its URL."""
+    url = create_queue(moto, f"q-{name}{suffix}")
+    await functions.deploy(name, topic=queue_name(url))
+    return url
+
+
+async def _wait_until_empty(moto: str, url: str) -> None:
+    """Until the queue holds no message, visible or in flight: all were deleted."""
+    deadline = time.monotonic() + 20
+    while (counts := await queue_counts(moto, url)) != (0, 0):
+        assert time.monotonic() < deadline, f"messages left in the queue: {counts}"
+        await asyncio.sleep(0.2)
+
+
 @pytest.mark.slow
 async def test_two_hundred_messages_each_run_their_function_once(
     moto: str, functions: Functions, worker: Worker, start_connector: StartConnector,
     unique_name: str,
 ) -> None:  # fmt: skip
-    url = create_queue(moto, f"q-{unique_name}")
-    await functions.deploy(unique_name, topic=queue_name(url))
+    url = await _queue_for(moto, functions, unique_name)
     bodies = [f"message-{i}".encode() for i in range(200)]
     await send(moto, url, bodies)
     started = time.monotonic()
@@ -79,10 +84,7 @@ async def test_two_hundred_messages_each_run_their_function_once(
     elapsed, drained = time.monotonic() - started, time.monotonic() - ready
     await asyncio.sleep(1.0)  # a duplicate would have run by now
     _once_each(bodies, functions, unique_name)
-    deadline = time.monotonic() + 20
-    while (counts := await queue_counts(moto, url)) != (0, 0):
-        assert time.monotonic() < deadline, f"messages left in the queue: {counts}"
-        await asyncio.sleep(0.2)
+    await _wait_until_empty(moto, url)
     print(f"200 SQS messages → 200 calls: {elapsed:.2f} s from start, {drained:.2f} s from ready")
 
 
@@ -91,8 +93,7 @@ async def test_a_connector_killed_mid_batch_leaves_messages_that_return_and_run_
     moto: str, functions: Functions, worker: Worker, start_connector: StartConnector,
     unique_name: str,
 ) -> None:  # fmt: skip
-    url = create_queue(moto, f"q-{unique_name}")
-    await functions.deploy(unique_name, topic=queue_name(url))
+    url = await _queue_for(moto, functions, unique_name)
     bodies = [f"kill-{i}".encode() for i in range(100)]
     await send(moto, url, bodies)
     env = connector_env(moto, [url], visibility_timeout="2s")
@@ -115,8 +116,7 @@ async def test_a_connector_killed_mid_batch_leaves_messages_that_return_and_run_
 async def test_fifo_hand_off_keeps_the_order_within_each_group(
     moto: str, bus: Bus, functions: Functions, start_connector: StartConnector, unique_name: str
 ) -> None:
-    url = create_queue(moto, f"q-{unique_name}.fifo")
-    await functions.deploy(unique_name, topic=queue_name(url))
+    url = await _queue_for(moto, functions, unique_name, ".fifo")
     published: list[tuple[str, bytes]] = []
     arrived = asyncio.Event()
 
@@ -177,11 +177,7 @@ async def test_a_queue_subscribed_at_runtime_is_polled_with_headers_and_attribut
     assert call.headers["X-SQS-Attr-tenant"] == "acme"
     assert call.headers["X-Topic"] == queue_name(later)
     assert call.headers["X-Connector"] == "sqs-connector"
-    # Deleted once handed off.
-    deadline = time.monotonic() + 20
-    while await queue_counts(moto, later) != (0, 0):
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.2)
+    await _wait_until_empty(moto, later)  # deleted once handed off
     assert Counter(c.function for c in functions.calls)[f"{unique_name}-a"] == 0
     # SIGTERM abandons the long polls at once and exits cleanly.
     stopping = time.monotonic()
@@ -230,8 +226,7 @@ async def test_a_queue_without_subscribers_keeps_its_messages_until_one_comes(
     moto: str, functions: Functions, worker: Worker, start_connector: StartConnector,
     unique_name: str,
 ) -> None:  # fmt: skip
-    url = create_queue(moto, f"q-{unique_name}")
-    await functions.deploy(unique_name, topic=queue_name(url))
+    url = await _queue_for(moto, functions, unique_name)
     connector = await start_connector("sqs", **connector_env(moto, [url]))
     await functions.remove(unique_name)
     await connector.wait_event("sqs_poller_stopped", timeout=10)
@@ -248,35 +243,23 @@ async def test_a_queue_without_subscribers_keeps_its_messages_until_one_comes(
 async def test_a_stuck_hand_off_extends_visibility_then_leaves_the_message_for_later(
     moto: str, start_connector: StartConnector, unique_name: str, tmp_path: Path
 ) -> None:
-    server = NatsServer(NatsServerOptions(store_dir=tmp_path / "bus-store")).start()
-    settings = BusSettings(nats_url=server.url, connect_wait_s=10)
-    own_worker: Worker | None = None
-    try:
-        async with await connect(settings, name="sqs-stuck") as bus:
-            await declare_bus(bus.js, settings)
-            async with Functions(bus) as functions:
-                url = create_queue(moto, f"q-{unique_name}")
-                await functions.deploy(unique_name, topic=queue_name(url))
-                own_worker = Worker(server.url, max_inflight="10")
-                connector = await start_connector(
-                    "sqs", url=server.url,
-                    **connector_env(moto, [url], FAASBUS_SQS_HANDOFF_TIMEOUT="3s"),
-                )  # fmt: skip
-                server.stop()
-                await send(moto, url, [b"stuck"])
-                await connector.wait_event("sqs_visibility_extended", timeout=20)
-                [timed_out] = await connector.wait_event("sqs_handoff_timed_out", timeout=20)
-                assert timed_out["left"] == 1
-                assert functions.of(unique_name) == []
-                assert sum(await queue_counts(moto, url)) == 1, "the message was deleted"
-                server.start()
-                [call] = await functions.wait_calls(unique_name, 1, timeout=60)
-                assert call.body == b"stuck"
-                await asyncio.sleep(1.0)
-                assert len(functions.of(unique_name)) == 1
-    finally:
-        if own_worker is not None:
-            own_worker.kill()
-            if own_worker.process.stdout is not None:
-                own_worker.process.stdout.close()
-        server.stop()
+    async with own_bus(tmp_path / "bus-store", "sqs-stuck") as own:
+        functions = own.functions
+        url = await _queue_for(moto, functions, unique_name)
+        own.start_worker(max_inflight="10")
+        connector = await start_connector(
+            "sqs", url=own.server.url,
+            **connector_env(moto, [url], FAASBUS_SQS_HANDOFF_TIMEOUT="3s"),
+        )  # fmt: skip
+        own.server.stop()
+        await send(moto, url, [b"stuck"])
+        await connector.wait_event("sqs_visibility_extended", timeout=20)
+        [timed_out] = await connector.wait_event("sqs_handoff_timed_out", timeout=20)
+        assert timed_out["left"] == 1
+        assert functions.of(unique_name) == []
+        assert sum(await queue_counts(moto, url)) == 1, "the message was deleted"
+        own.server.start()
+        [call] = await functions.wait_calls(unique_name, 1, timeout=60)
+        assert call.body == b"stuck"
+        await asyncio.sleep(1.0)
+        assert len(functions.of(unique_name)) == 1

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from faasbus.bus import (
@@ -31,7 +32,9 @@ from faasbus.gateway import GatewaySettings, create_app, runner_options
 from tests.gateway.helpers import Gateway, ProviderApp
 from tests.queue_worker.helpers import register_replica, wait_record
 
-Servers = Callable[[Callable[[web.Request], Awaitable[web.StreamResponse]]], Awaitable[str]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Servers = Callable[[Handler], Awaitable[str]]
+ServeAsync = Callable[..., Awaitable[None]]
 
 
 async def deploy(bus: Bus, function: str, provider: ProviderApp | None = None) -> None:
@@ -43,6 +46,21 @@ async def deploy(bus: Bus, function: str, provider: ProviderApp | None = None) -
     record = {"service": function, "namespace": names.DEFAULT_NAMESPACE,
               "annotations": annotations, "replicas": 1}  # fmt: skip
     await kv.put(names.function_key(names.DEFAULT_NAMESPACE, function), json.dumps(record).encode())
+
+
+@pytest.fixture
+def serve_async(
+    bus: Bus, provider: ProviderApp, servers: Servers, start_worker, unique_name: str
+) -> ServeAsync:
+    """``await serve_async(handler, **worker_env)``: ``unique_name`` deployed with one replica
+    running ``handler``, and a queue worker (``worker_env`` its settings) to run its calls."""
+
+    async def serve(handler: Handler, **worker_env: str) -> None:
+        await deploy(bus, unique_name, provider)
+        await register_replica(bus, unique_name, await servers(handler))
+        start_worker(**worker_env)
+
+    return serve
 
 
 async def test_unknown_function_is_404_not_a_fake_202(gateway: Gateway, http) -> None:
@@ -147,23 +165,14 @@ async def test_bus_down_is_503_never_a_fake_202(
 
 
 async def test_end_to_end_record_result_cancel_and_large_bodies(
-    provider: ProviderApp,
-    bus: Bus,
-    gateway: Gateway,
-    http,
-    start_worker,
-    servers: Servers,
-    callbacks,
-    unique_name: str,
+    bus: Bus, gateway: Gateway, http, serve_async: ServeAsync, callbacks, unique_name: str
 ) -> None:
     received, callback_url = callbacks
 
     async def echo(request: web.Request) -> web.Response:
         return web.Response(body=await request.read(), headers={"X-Echo": "1"})
 
-    await deploy(bus, unique_name, provider)
-    await register_replica(bus, unique_name, await servers(echo))
-    start_worker()
+    await serve_async(echo)
     big = bytes(range(256)) * 8192  # 2 MiB: over the 1 MiB NATS max payload
     call_ids = []
     for body in (b"hello", big):
@@ -193,14 +202,7 @@ async def test_end_to_end_record_result_cancel_and_large_bodies(
 
 
 async def test_dead_letters_listed_shown_redriven_and_purged(
-    provider: ProviderApp,
-    bus: Bus,
-    gateway: Gateway,
-    http,
-    start_worker,
-    servers: Servers,
-    callbacks,
-    unique_name: str,
+    bus: Bus, gateway: Gateway, http, serve_async: ServeAsync, callbacks, unique_name: str
 ) -> None:
     received, callback_url = callbacks
     healthy = False
@@ -208,9 +210,7 @@ async def test_dead_letters_listed_shown_redriven_and_purged(
     async def fn(_: web.Request) -> web.Response:
         return web.Response(status=200 if healthy else 500, text="ok" if healthy else "boom")
 
-    await deploy(bus, unique_name, provider)
-    await register_replica(bus, unique_name, await servers(fn))
-    start_worker(max_retry_attempts="2")
+    await serve_async(fn, max_retry_attempts="2")
     async with http.post(f"{gateway.url}/async-function/{unique_name}", data=b"job",
                          headers={"X-Callback-Url": callback_url}) as r:  # fmt: skip
         call_id = r.headers["X-Call-Id"]

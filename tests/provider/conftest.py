@@ -1,7 +1,9 @@
 """Fixtures for the provider tests: a provider subprocess per test, an HTTP client, a deployer.
 
 The ``provider`` fixture also checks, when the test is over, that the provider stopped cleanly
-on SIGTERM (exit code 0) and logged nothing unexpected (tracebacks, failed reconciles).
+on SIGTERM (exit code 0) and logged nothing unexpected (tracebacks, failed reconciles). Two
+checks the test modules share live here too: :func:`assert_clean_log` and
+:func:`ready_endpoints` (what the provider published in ``faas_endpoints``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from faasbus.bus import Bus, Endpoint, names
 from tests.provider.helpers import Functions, ProviderProcess
 
 
@@ -32,6 +35,24 @@ def assert_clean_log(process: ProviderProcess) -> None:
     text = process.log_text
     found = [word for word in _UNEXPECTED if word in text]
     assert not found, f"provider logged {found}:\n{text[-4000:]}"
+
+
+async def ready_endpoints(bus: Bus, name: str) -> list[Endpoint]:
+    """The ready replicas of function ``name`` (default namespace) in ``faas_endpoints`` now."""
+    kv = await bus.js.key_value(names.ENDPOINTS_BUCKET)
+    found: list[Endpoint] = []
+    watcher = await kv.watch(f"{names.DEFAULT_NAMESPACE}.{name}.*", ignore_deletes=True)
+    try:
+        async for entry in watcher:
+            if entry is None:
+                break
+            if entry.value and entry.operation not in ("DEL", "PURGE"):
+                endpoint = Endpoint.from_json(entry.value)
+                if endpoint.ready:
+                    found.append(endpoint)
+    finally:
+        await watcher.stop()
+    return found
 
 
 @pytest.fixture

@@ -9,29 +9,15 @@ import time
 import aiohttp
 
 from faasbus.bus import Bus, Endpoint, names
+from tests.provider.conftest import ready_endpoints
 from tests.provider.helpers import Functions, ProviderProcess
-
-
-async def _endpoints(bus: Bus, name: str) -> list[Endpoint]:
-    kv = await bus.js.key_value(names.ENDPOINTS_BUCKET)
-    found: list[Endpoint] = []
-    watcher = await kv.watch(f"{names.DEFAULT_NAMESPACE}.{name}.*", ignore_deletes=True)
-    try:
-        async for entry in watcher:
-            if entry is None:
-                break
-            if entry.value and entry.operation not in ("DEL", "PURGE"):
-                found.append(Endpoint.from_json(entry.value))
-    finally:
-        await watcher.stop()
-    return found
 
 
 async def _wait_endpoints(bus: Bus, name: str, count: int, timeout_s: float = 30) -> list[Endpoint]:
     deadline = time.monotonic() + timeout_s
     found: list[Endpoint] = []
     while time.monotonic() < deadline:
-        found = [e for e in await _endpoints(bus, name) if e.ready]
+        found = await ready_endpoints(bus, name)
         if len(found) == count:
             return found
         await asyncio.sleep(0.1)

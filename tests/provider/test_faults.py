@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from faasbus.bus import Bus, Endpoint, names
-from tests.provider.conftest import assert_clean_log
+from faasbus.bus import Bus, Endpoint
+from tests.provider.conftest import assert_clean_log, ready_endpoints
 from tests.provider.helpers import HANDLER_ECHO_HTTP, Functions, ProviderProcess, build
 
 
@@ -25,23 +25,6 @@ def _alive(pid: int) -> bool:
             return handle.read().rpartition(")")[2].split()[0] not in ("Z", "X")
     except OSError:
         return False
-
-
-async def _ready_endpoints(bus: Bus, name: str) -> list[Endpoint]:
-    kv = await bus.js.key_value(names.ENDPOINTS_BUCKET)
-    found: list[Endpoint] = []
-    watcher = await kv.watch(f"{names.DEFAULT_NAMESPACE}.{name}.*", ignore_deletes=True)
-    try:
-        async for entry in watcher:
-            if entry is None:
-                break
-            if entry.value and entry.operation not in ("DEL", "PURGE"):
-                endpoint = Endpoint.from_json(entry.value)
-                if endpoint.ready:
-                    found.append(endpoint)
-    finally:
-        await watcher.stop()
-    return found
 
 
 async def _wait_for(predicate: Any, timeout_s: float = 30) -> Any:
@@ -59,11 +42,11 @@ async def test_replica_killed_is_restarted_and_republished(
 ) -> None:
     await functions.deploy({"service": unique_name, "envProcess": "cat"})
     await functions.wait_available(unique_name, 1)
-    [before] = await _wait_for(lambda: _ready_endpoints(bus, unique_name))
+    [before] = await _wait_for(lambda: ready_endpoints(bus, unique_name))
     os.kill(before.pid, signal.SIGKILL)
 
     async def replaced() -> list[Endpoint]:
-        return [e for e in await _ready_endpoints(bus, unique_name) if e.pid != before.pid]
+        return [e for e in await ready_endpoints(bus, unique_name) if e.pid != before.pid]
 
     [after] = await _wait_for(replaced)
     assert after.instance == before.instance  # the same replica, restarted
@@ -87,9 +70,7 @@ async def test_provider_killed_and_restarted_serves_again(
             await functions.deploy({"service": host_command, "envProcess": "cat"})
             await functions.wait_available(unique_name, 1)
             await functions.wait_available(host_command, 1)
-            old = await _ready_endpoints(bus, unique_name) + await _ready_endpoints(
-                bus, host_command
-            )
+            old = await ready_endpoints(bus, unique_name) + await ready_endpoints(bus, host_command)
             assert len(old) == 2
             first.kill()
 
@@ -107,7 +88,7 @@ async def test_provider_killed_and_restarted_serves_again(
             assert code == 200
             assert b"after restart" in body
             assert await functions.invoke(host_command, b"cat") == (200, b"cat")
-            fresh = await _ready_endpoints(bus, unique_name) + await _ready_endpoints(
+            fresh = await ready_endpoints(bus, unique_name) + await ready_endpoints(
                 bus, host_command
             )
             assert {e.pid for e in fresh}.isdisjoint({e.pid for e in old})
