@@ -53,7 +53,13 @@ from aiokafka.helpers import create_ssl_context
 from faasbus.connectors.kafka.lanes import Lane
 from faasbus.connectors.kafka.records import record_event
 from faasbus.connectors.kafka.settings import KafkaSettings, is_kafka_topic
-from faasbus.connectors.sdk import ConnectorContext, Sent, SourceEvent, cancel_and_wait
+from faasbus.connectors.sdk import (
+    ConnectorContext,
+    Sent,
+    SourceEvent,
+    TopicFollower,
+    cancel_and_wait,
+)
 
 __all__ = ["KafkaSource"]
 
@@ -87,7 +93,7 @@ class KafkaSource:
         self._consumer: AIOKafkaConsumer | None = None
         self._listener = _Rebalance(self)
         self._subscribed: frozenset[str] = frozenset()
-        self._changed = asyncio.Event()
+        self._follower = TopicFollower(ctx.topics, self._follow_once, name="kafka")
         self._has_topics = asyncio.Event()
         self._lanes: dict[TopicPartition, Lane] = {}
         self._buffered = 0  # records fetched, not yet started
@@ -100,7 +106,6 @@ class KafkaSource:
         self._stopping = False
         self._reader: asyncio.Task[None] | None = None
         self._committer: asyncio.Task[None] | None = None
-        self._follower: asyncio.Task[None] | None = None
         self._refused: set[str] = set()
         self._joined = asyncio.Event()
 
@@ -110,8 +115,7 @@ class KafkaSource:
         self._consumer = await self._start_consumer()
         try:
             await self._follow_once()
-            self._ctx.topics.on_change(self._changed.set)
-            self._follower = asyncio.create_task(self._follow(), name="kafka-topic-follower")
+            self._follower.start()
             self._reader = asyncio.create_task(self._read(), name="kafka-reader")
             self._committer = asyncio.create_task(
                 self._commit_periodically(), name="kafka-committer"
@@ -131,9 +135,7 @@ class KafkaSource:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        follower, self._follower = self._follower, None
-        if follower is not None:
-            await cancel_and_wait([follower])
+        await self._follower.close()
         # Stop intake, let started hand-offs finish within the grace period, commit, leave.
         self._stopping = True
         await cancel_and_wait(task for task in (self._reader, self._committer) if task is not None)
@@ -229,17 +231,6 @@ class KafkaSource:
                  added=sorted(wanted - self._subscribed),
                  removed=sorted(self._subscribed - wanted))  # fmt: skip
         self._subscribed = wanted
-
-    async def _follow(self) -> None:
-        while True:
-            await self._changed.wait()
-            self._changed.clear()
-            try:
-                await self._follow_once()
-            except Exception as exc:
-                log.warning("kafka_resubscribe_failed", error=f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(1.0)
-                self._changed.set()
 
     # ------------------------------------------------------------ rebalance
 

@@ -34,7 +34,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from faasbus.bus import Bus, BusSettings, BusUnavailable, cancel_and_wait, connect
+from faasbus.bus import Bus, BusSettings, BusUnavailable, connect
 from faasbus.connectors.nats.replies import ack_reply, response_reply, unrouted_reply
 from faasbus.connectors.nats.settings import NatsSettings, is_plain_subject, is_reserved_subject
 from faasbus.connectors.sdk import (
@@ -42,6 +42,7 @@ from faasbus.connectors.sdk import (
     Handoff,
     SourceEvent,
     TaskSet,
+    TopicFollower,
     wait_for_result,
 )
 
@@ -64,8 +65,7 @@ class NatsSource:
         self._owns_source = False
         self._subscriptions: dict[str, Subscription] = {}
         self._inflight = TaskSet("nats-messages", limit=ctx.settings.max_inflight)
-        self._changed = asyncio.Event()
-        self._follower: asyncio.Task[None] | None = None
+        self._follower = TopicFollower(ctx.topics, self._follow_and_flush, name="nats")
         self._refused: set[str] = set()
 
     @property
@@ -88,8 +88,7 @@ class NatsSource:
                 await self._subscribe(self._settings.subject_prefix + ">")
             else:
                 await self._follow_once()
-                self._ctx.topics.on_change(self._changed.set)
-                self._follower = asyncio.create_task(self._follow(), name="nats-topic-follower")
+                self._follower.start()
             await self._nc.flush(timeout=10)
         except BaseException:
             await self.__aexit__()
@@ -101,9 +100,7 @@ class NatsSource:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        follower, self._follower = self._follower, None
-        if follower is not None:
-            await cancel_and_wait([follower])
+        await self._follower.close()
         # Stop intake but hand off what NATS already delivered (drain), within the grace period.
         grace_s = self._ctx.settings.shutdown_grace_s
         subscriptions, self._subscriptions = self._subscriptions, {}
@@ -172,17 +169,9 @@ class NatsSource:
             await self._subscribe(subject)
             log.info("nats_subscribed", subject=subject)
 
-    async def _follow(self) -> None:
-        while True:
-            await self._changed.wait()
-            self._changed.clear()
-            try:
-                await self._follow_once()
-                await self._nc.flush(timeout=5)
-            except Exception as exc:  # the source is away: the next change or resync retries
-                log.warning("nats_resubscribe_failed", error=f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(1.0)
-                self._changed.set()
+    async def _follow_and_flush(self) -> None:
+        await self._follow_once()
+        await self._nc.flush(timeout=5)
 
     # ------------------------------------------------------------ messages
 

@@ -9,6 +9,7 @@ gives them to :meth:`Publisher.hand_off`, acknowledging its source only after th
 
 from faasbus.connectors.sdk.errors import ConnectorError, ScheduleError, SourceUnavailable
 from faasbus.connectors.sdk.events import FunctionRef, SourceEvent, invocation_ids
+from faasbus.connectors.sdk.follow import TopicFollower
 from faasbus.connectors.sdk.metrics import UNROUTED, ConnectorMetrics, serve_metrics
 from faasbus.connectors.sdk.publisher import Handoff, Publisher, Sent
 from faasbus.connectors.sdk.results import CallResult, wait_for_result
@@ -42,6 +43,7 @@ __all__ = [
     "SourceEvent",
     "SourceUnavailable",
     "TaskSet",
+    "TopicFollower",
     "TopicMap",
     "build_topic_map",
     "cancel_and_wait",

@@ -41,7 +41,7 @@ import aioboto3
 import structlog
 from botocore.config import Config
 
-from faasbus.connectors.sdk import ConnectorContext, SourceEvent, TaskSet, cancel_and_wait
+from faasbus.connectors.sdk import ConnectorContext, SourceEvent, TaskSet, TopicFollower
 from faasbus.connectors.sqs.settings import SqsSettings
 
 __all__ = ["SqsSource"]
@@ -72,8 +72,7 @@ class SqsSource:
         self._client: Any = None
         self._pollers: dict[str, _QueuePoller] = {}
         self._retiring: set[asyncio.Task[None]] = set()
-        self._changed = asyncio.Event()
-        self._follower: asyncio.Task[None] | None = None
+        self._follower = TopicFollower(ctx.topics, self._reconcile_async, name="sqs")
 
     async def __aenter__(self) -> Self:
         session = aioboto3.Session(region_name=self._settings.region)
@@ -84,8 +83,7 @@ class SqsSource:
             session.client("sqs", endpoint_url=self._settings.endpoint_url, config=config)
         )
         self._reconcile()
-        self._ctx.topics.on_change(self._changed.set)
-        self._follower = asyncio.create_task(self._follow(), name="sqs-topic-follower")
+        self._follower.start()
         log.info(
             "sqs_source_started", queues=list(self._settings.queue_urls),
             polled=sorted(self._pollers), endpoint=self._settings.endpoint_url or "(aws)",
@@ -94,9 +92,7 @@ class SqsSource:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        follower, self._follower = self._follower, None
-        if follower is not None:
-            await cancel_and_wait([follower])
+        await self._follower.close()
         grace_s = self._ctx.settings.shutdown_grace_s
         pollers, self._pollers = list(self._pollers.values()), {}
         await asyncio.gather(*(poller.close(grace_s) for poller in pollers))
@@ -125,11 +121,8 @@ class SqsSource:
             )
             log.info("sqs_poller_started", queue=name, url=wanted[name])
 
-    async def _follow(self) -> None:
-        while True:
-            await self._changed.wait()
-            self._changed.clear()
-            self._reconcile()
+    async def _reconcile_async(self) -> None:
+        self._reconcile()
 
 
 class _QueuePoller:
