@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -17,7 +16,7 @@ from typing import Self
 
 from aiohttp import web
 
-from faasbus.bus import Bus, BusSettings, Endpoint, names, put_endpoint
+from faasbus.bus import Bus, BusSettings, Endpoint, cancel_and_wait, names, put_endpoint
 
 NS = names.DEFAULT_NAMESPACE
 
@@ -101,8 +100,6 @@ class EchoReplica:
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+            await cancel_and_wait([self._refresher])
         if self._runner is not None:
             await self._runner.cleanup()

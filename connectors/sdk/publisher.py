@@ -24,8 +24,9 @@ without waiting for their acks (:mod:`faasbus.connectors.sdk.acks`), and
 any whose publish failed or timed out. Events sent one after the other by one task reach
 JetStream in that order (one connection, one write buffer). Confirmed events get their
 ``queued`` call records written in the background (:mod:`faasbus.connectors.sdk.recorder`,
-drained when the publisher closes), so a record write never holds up the next publish; a record
-may then appear a moment after the source acknowledged the event.
+drained when the publisher closes), so a record write never holds up the next publish. A source
+that acknowledges events in bulk (Kafka's offset commit) first awaits
+:meth:`Publisher.records_written`, so an acknowledged event's calls have their records.
 """
 
 from __future__ import annotations

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 
 import nats.js.errors
 import structlog
 from nats.js.api import PubAck
 
-from faasbus.bus import CallRecord, names
+from faasbus.bus import CallRecord, cancel_and_wait, names
 from faasbus.connectors.sdk.acks import AckFutures
 
 __all__ = ["Recorder"]
@@ -54,8 +53,6 @@ class Recorder:
             collections.deque()
         )
         self._added = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._failures = 0  # not logged yet
@@ -75,7 +72,6 @@ class Recorder:
             self._task = asyncio.create_task(self._run(), name="call-record-writer")
         self._waiting.append(record)
         self._added_total += 1
-        self._idle.clear()
         self._added.set()
         return True
 
@@ -84,7 +80,7 @@ class Recorder:
         mark = self._added_total
         try:
             async with asyncio.timeout(timeout_s):
-                while self._settled_total < mark and not self._closed:
+                while self._settled_total < mark:
                     self._progress.clear()
                     await self._progress.wait()
         except TimeoutError:
@@ -98,22 +94,19 @@ class Recorder:
     async def close(self, grace_s: float) -> None:
         """Accept no more; write what waits within ``grace_s``; cancel the rest."""
         self._closed = True
-        self._progress.set()  # whoever waits in written() is let go
         task, self._task = self._task, None
         if task is None:
             return
-        if len(self) and grace_s > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), grace_s)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if grace_s > 0:
+            await self.written(grace_s)
+        await cancel_and_wait([task])
         dropped = len(self)
         for _, _, future in self._sent:
             future.cancel()
         self._sent.clear()
         self._waiting.clear()
-        self._settle(dropped)
+        # Written or dropped, every record is settled now: whoever waits in written() goes on.
+        self._settle(self._added_total - self._settled_total)
         if dropped:
             log.warning("call_records_dropped_at_close", count=dropped)
         if self._failures:
@@ -157,7 +150,6 @@ class Recorder:
                     self._failed(call_id, error)
                 self._settle()
             else:
-                self._idle.set()
                 self._added.clear()
                 await self._added.wait()
 

@@ -30,6 +30,7 @@ from faasbus.bus import (
     Endpoint,
     NatsServer,
     NatsServerOptions,
+    cancel_and_wait,
     connect,
     declare_bus,
     delete_endpoint,
@@ -167,9 +168,7 @@ class Functions:
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+            await cancel_and_wait([self._refresher])
         # Functions outlive a test in the session's KV: remove them, or every later connector
         # (a cron connector above all) would keep serving them.
         with contextlib.suppress(Exception):

@@ -273,12 +273,7 @@ async def test_invocations_of_a_partition_reach_the_bus_in_offset_order(
             await start_connector("kafka", url=server.url, broker_hosts=kafka.brokers,
                                   group=f"g-{unique_name}", **windowed)  # fmt: skip
             subject = names.invoke_subject(names.DEFAULT_NAMESPACE, unique_name)
-            sub = await bus.js.pull_subscribe(subject, durable=f"order-{unique_name}")
-            seen: list[Invocation] = []
-            while len(seen) < count:
-                for msg in await sub.fetch(100, timeout=30):
-                    seen.append(Invocation.from_message(msg.headers, msg.data))
-                    await msg.ack()
+            seen = await _stored_invocations(bus, subject, f"order-{unique_name}", count=count)
     finally:
         server.stop()
     offsets = _offsets_by_partition(seen)
@@ -286,6 +281,22 @@ async def test_invocations_of_a_partition_reach_the_bus_in_offset_order(
     for partition in offsets.values():
         assert partition == list(range(len(partition))), "out of offset order"
     assert sum(map(len, offsets.values())) == count
+
+
+async def _stored_invocations(
+    bus: Bus, subject: str, durable: str, *, count: int | None = None
+) -> list[Invocation]:
+    """The invocations stored under ``subject``, acked as read: ``count`` of them (waiting for
+    each up to 30 s), or without ``count`` all there are (until 2 s pass without one)."""
+    sub = await bus.js.pull_subscribe(subject, durable=durable)
+    seen: list[Invocation] = []
+    until_empty = contextlib.suppress(TimeoutError) if count is None else contextlib.nullcontext()
+    with until_empty:
+        while count is None or len(seen) < count:
+            for msg in await sub.fetch(500, timeout=2 if count is None else 30):
+                seen.append(Invocation.from_message(msg.headers, msg.data))
+                await msg.ack()
+    return seen
 
 
 async def _stored_count(bus: Bus, subject: str) -> int:
@@ -331,13 +342,7 @@ async def test_publishes_lost_with_the_bus_mid_window_are_republished_once_each(
                     break
                 await asyncio.sleep(0.02)
             assert await connector.terminate() == 0
-            sub = await bus.js.pull_subscribe(subject, durable=f"check-{unique_name}")
-            seen: list[Invocation] = []
-            with contextlib.suppress(TimeoutError):  # read until nothing is left
-                while True:
-                    for msg in await sub.fetch(500, timeout=2):
-                        seen.append(Invocation.from_message(msg.headers, msg.data))
-                        await msg.ack()
+            seen = await _stored_invocations(bus, subject, f"check-{unique_name}")
     finally:
         server.stop()
     offsets = _offsets_by_partition(seen)
